@@ -1,0 +1,53 @@
+"""Create the demo site, its users (one per role) and whatever demo data the apps provide."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from mriplatform.accounts.models import Institution, User
+from mriplatform.accounts.roles import Role, assign_role
+
+# username -> (roles, is_superuser). Passwords are "<username>-demo-pass": printed by
+# the demo script; a demo is not a deployment.
+DEMO_USERS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "admin": ((Role.SITE_ADMIN,), True),
+    "coordinator": ((Role.COORDINATOR,), False),
+    "reader1": ((Role.READER,), False),
+    "reader2": ((Role.READER,), False),
+    "statistician": ((Role.STATISTICIAN,), False),
+}
+
+
+def demo_password(username: str) -> str:
+    return f"{username}-demo-pass"
+
+
+class Command(BaseCommand):
+    help = "Create demo users (one per role) and demo data. Refuses to run in production."
+
+    def handle(self, *args, **options):
+        if settings.PRODUCTION:
+            self.stderr.write("setup_demo refuses to run with DJANGO_ENV=production")
+            raise SystemExit(2)
+        with transaction.atomic():
+            site, _ = Institution.objects.get_or_create(
+                code="demo", defaults={"name": "Demo University Hospital", "country": "—"}
+            )
+            for username, (roles, superuser) in DEMO_USERS.items():
+                user, created = User.objects.get_or_create(
+                    username=username, defaults={"institution": site, "email": ""}
+                )
+                if created:
+                    user.set_password(demo_password(username))
+                    user.is_superuser = superuser
+                    user.is_staff = superuser
+                    user.save()
+                for role in roles:
+                    assign_role(user, role)
+        for username, (roles, _) in DEMO_USERS.items():
+            self.stdout.write(
+                f"  {username:<13} password {demo_password(username):<26} "
+                f"({', '.join(Role(r).label for r in roles)})"
+            )

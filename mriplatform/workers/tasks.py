@@ -1,0 +1,37 @@
+"""Tasks run on every worker to report what it is and what it can compute on."""
+
+from __future__ import annotations
+
+import platform as std_platform
+import socket
+
+from celery import shared_task
+from django.utils import timezone
+
+from mriplatform.workers.models import WorkerStatus
+
+
+@shared_task(bind=True, name="workers.probe_worker", acks_late=False)
+def probe_worker(self) -> dict:
+    """Report this worker's compute device (torch CUDA/CPU) and software; store it."""
+    import recon_engine
+    from recon_engine.device import describe_device
+
+    hostname = self.request.hostname or socket.gethostname()
+    device = describe_device()
+    software = {
+        "python": std_platform.python_version(),
+        "engine": recon_engine.__version__,
+        "host": socket.gethostname(),
+    }
+    WorkerStatus.objects.update_or_create(
+        hostname=hostname,
+        defaults={"device": device, "software": software, "probed_at": timezone.now()},
+    )
+    return {"hostname": hostname, "device": device, "software": software}
+
+
+@shared_task(name="workers.echo")
+def echo(value):
+    """Return ``value`` unchanged: a broker/worker/result-backend round trip."""
+    return value

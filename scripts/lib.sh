@@ -1,0 +1,77 @@
+# Shared setup steps for scripts/demo, scripts/test and .ci/run (sourced, not executed).
+# Each step is idempotent: a second run reuses what the first installed.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+find_python() {
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "Python 3.11 or newer is required" >&2; return 1
+}
+
+# Create .venv and install requirements (again only when a requirements file changed).
+ensure_venv() {
+  local want_dev="${1:-}" stamp files hash
+  files="$ROOT/requirements.txt"
+  [ -n "$want_dev" ] && files="$files $ROOT/requirements-dev.txt"
+  hash="$(cat $files | sha256sum | cut -c1-16)"
+  stamp="$VENV/.installed-$hash"
+  if [ ! -x "$PY" ]; then
+    log "creating virtual environment in .venv"
+    "$(find_python)" -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ]; then
+    log "installing Python packages ($(echo $files | wc -w) requirement file(s))"
+    "$PY" -m pip install --quiet --upgrade pip
+    local args=()
+    for f in $files; do args+=(-r "$f"); done
+    "$PY" -m pip install --quiet "${args[@]}"
+    touch "$stamp"
+  fi
+}
+
+# Debian packages the tests need: Chromium for Playwright, BART as a reference.
+ensure_debian_packages() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v bart >/dev/null 2>&1 || missing+=(bart)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing Debian packages: ${missing[*]} (install them with apt-get as root)" >&2
+    return 1
+  fi
+}
+
+# PostgreSQL and Redis on their standard local ports; start them if they are down.
+ensure_services() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    log "starting PostgreSQL"
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+    fi
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; return 1; }
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    log "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    for _ in $(seq 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; return 1; }
+  psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='recontrial'" postgres \
+    | grep -q 1 || createdb -h 127.0.0.1 -U postgres recontrial
+}

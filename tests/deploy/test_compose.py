@@ -1,0 +1,51 @@
+"""docker-compose.yml and the Dockerfile describe the production stack (Docker can't run here)."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_production_services():
+    services = compose()["services"]
+    assert {"postgres", "redis", "web", "worker-gpu", "worker-cpu"} <= set(services)
+    assert "postgres" in services["postgres"]["image"]
+    assert "redis" in services["redis"]["image"]
+
+
+def test_gpu_worker_reserves_an_nvidia_device_and_serves_recon():
+    gpu = compose()["services"]["worker-gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "recon" in " ".join(gpu["command"])
+    cpu = compose()["services"]["worker-cpu"]
+    assert "default" in " ".join(cpu["command"])
+
+
+def test_services_share_configuration_and_media():
+    data = compose()
+    for name in ("web", "worker-gpu", "worker-cpu"):
+        service = data["services"][name]
+        env = service["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://")
+        assert env["CELERY_BROKER_URL"].startswith("redis://")
+        assert env["DJANGO_ENV"] == "production"
+        assert any(str(v).startswith("media:") for v in service.get("volumes", []))
+    assert "media" in data["volumes"]
+    assert "gunicorn" in " ".join(data["services"]["web"]["command"])
+
+
+def test_dockerfile_installs_requirements_and_collects_static():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "requirements.txt" in text
+    assert "collectstatic" in text
+    assert text.splitlines()[0].startswith("FROM python:3.11")
+
+
+def test_no_top_level_platform_package():
+    assert not (ROOT / "platform").exists()

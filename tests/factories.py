@@ -1,0 +1,36 @@
+"""factory_boy factories shared by the platform tests."""
+
+import factory
+from django.contrib.auth import get_user_model
+
+from mriplatform.accounts.models import Institution
+from mriplatform.accounts.roles import assign_role
+
+PASSWORD = "correct-horse-battery-9"
+
+
+class InstitutionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Institution
+        django_get_or_create = ("code",)
+
+    name = factory.Sequence(lambda n: f"Hospital {n}")
+    code = factory.Sequence(lambda n: f"site{n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.org")
+    institution = factory.SubFactory(InstitutionFactory)
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        for role in extracted or ():
+            assign_role(self, role)
+        if create:
+            self.save()
