@@ -18,25 +18,28 @@ find_python() {
 }
 
 # Create .venv and install requirements (again only when a requirements file changed).
+# ensure_venv        -> runtime packages; ensure_venv dev -> runtime and test packages.
 ensure_venv() {
-  local want_dev="${1:-}" stamp files hash
-  files="$ROOT/requirements.txt"
-  [ -n "$want_dev" ] && files="$files $ROOT/requirements-dev.txt"
-  hash="$(cat $files | sha256sum | cut -c1-16)"
-  stamp="$VENV/.installed-$hash"
+  local files=("$ROOT/requirements.txt") pending=() f
+  [ -n "${1:-}" ] && files+=("$ROOT/requirements-dev.txt")
   if [ ! -x "$PY" ]; then
     log "creating virtual environment in .venv"
     "$(find_python)" -m venv "$VENV"
   fi
-  if [ ! -f "$stamp" ]; then
-    log "installing Python packages ($(echo $files | wc -w) requirement file(s))"
-    "$PY" -m pip install --quiet --upgrade pip
-    local args=()
-    for f in $files; do args+=(-r "$f"); done
-    "$PY" -m pip install --quiet "${args[@]}"
-    touch "$stamp"
-  fi
+  for f in "${files[@]}"; do
+    [ -f "$(stamp_for "$f")" ] || pending+=("$f")
+  done
+  [ ${#pending[@]} -eq 0 ] && return 0
+  log "installing Python packages from ${pending[*]##*/}"
+  # This machine's pip configuration warns about missing local indexes: hide only those lines.
+  "$PY" -m pip install --quiet --upgrade pip 2> >(grep -v "^WARNING: Location" >&2)
+  local args=()
+  for f in "${files[@]}"; do args+=(-r "$f"); done
+  "$PY" -m pip install --quiet "${args[@]}" 2> >(grep -v "^WARNING: Location" >&2)
+  for f in "${pending[@]}"; do touch "$(stamp_for "$f")"; done
 }
+
+stamp_for() { echo "$VENV/.installed-$(basename "$1")-$(sha256sum "$1" | cut -c1-16)"; }
 
 # Debian packages the tests need: Chromium for Playwright, BART as a reference.
 ensure_debian_packages() {
