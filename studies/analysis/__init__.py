@@ -1,0 +1,78 @@
+"""Statistics for ReconTrial reader studies (pure pandas / numpy / scipy / statsmodels).
+
+No Django import anywhere here: the functions run in a notebook on a tidy reads table
+(``reader_id, case_id, patient_id, modality_id, value`` plus ``truth``, ``confidence`` or
+``read_index`` where needed; see :mod:`studies.analysis.tidy`). Every function returns a
+dataclass whose ``method`` says exactly what was computed and whose ``to_dict()`` is
+JSON-friendly.
+"""
+
+from ._common import AnalysisError, Estimate, Result, holm
+from .accuracy import AccuracyResult, diagnostic_accuracy, mcnemar
+from .agreement import (
+    FleissKappaResult,
+    IntraReaderResult,
+    KappaResult,
+    cohen_kappa,
+    cohen_kappa_table,
+    fleiss_kappa,
+    gwet_ac1,
+    icc,
+    intra_reader_agreement,
+)
+from .image_quality import (
+    ScanTimeResult,
+    SNRResult,
+    acquisition_time,
+    cnr,
+    g_factor_map,
+    magnitude_noise_factors,
+    noise_sigma,
+    pseudo_replica_sigma,
+    scan_time_reduction,
+    snr,
+)
+from .interchangeability import InterchangeabilityResult, interchangeability
+from .likert import LikertResult, likert_comparison, rank_biserial
+from .mrmc import MRMCResult, mrmc_or
+from .tidy import READ_COLUMNS, ratings_matrix, require_columns, validate_reads
+
+__all__ = [
+    "READ_COLUMNS",
+    "AccuracyResult",
+    "AnalysisError",
+    "Estimate",
+    "FleissKappaResult",
+    "InterchangeabilityResult",
+    "IntraReaderResult",
+    "KappaResult",
+    "LikertResult",
+    "MRMCResult",
+    "Result",
+    "SNRResult",
+    "ScanTimeResult",
+    "acquisition_time",
+    "cnr",
+    "cohen_kappa",
+    "cohen_kappa_table",
+    "diagnostic_accuracy",
+    "fleiss_kappa",
+    "g_factor_map",
+    "gwet_ac1",
+    "holm",
+    "icc",
+    "interchangeability",
+    "intra_reader_agreement",
+    "likert_comparison",
+    "magnitude_noise_factors",
+    "mcnemar",
+    "mrmc_or",
+    "noise_sigma",
+    "pseudo_replica_sigma",
+    "rank_biserial",
+    "ratings_matrix",
+    "require_columns",
+    "scan_time_reduction",
+    "snr",
+    "validate_reads",
+]
