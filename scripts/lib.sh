@@ -36,6 +36,10 @@ ensure_venv() {
   local args=()
   for f in "${files[@]}"; do args+=(-r "$f"); done
   "$PY" -m pip install --quiet "${args[@]}" 2> >(grep -v "^WARNING: Location" >&2)
+  if [ -n "${1:-}" ]; then
+    # fastMRI's reference code, for tests only; --no-deps keeps it from replacing torch.
+    "$PY" -m pip install --quiet --no-deps "fastmri==0.3.0" 2> >(grep -v "^WARNING: Location" >&2)
+  fi
   for f in "${pending[@]}"; do touch "$(stamp_for "$f")"; done
 }
 
@@ -46,6 +50,7 @@ ensure_debian_packages() {
   local missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v bart >/dev/null 2>&1 || missing+=(bart)
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing Debian packages: ${missing[*]}"
@@ -55,6 +60,13 @@ ensure_debian_packages() {
     echo "missing Debian packages: ${missing[*]} (install them with apt-get as root)" >&2
     return 1
   fi
+}
+
+# The reader's DICOM viewer bundle (frontend/ -> static/viewer/), rebuilt only when its
+# sources change.
+ensure_frontend() {
+  command -v npm >/dev/null 2>&1 || { echo "npm (Node.js 18+) is needed to build the viewer" >&2; return 1; }
+  "$ROOT/scripts/build_frontend.sh" --if-needed
 }
 
 # PostgreSQL and Redis on their standard local ports; start them if they are down.
