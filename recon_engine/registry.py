@@ -158,6 +158,11 @@ class MethodSpec:
 
     def validate(self, params: dict | None) -> dict:
         """Return ``params`` coerced, range-checked and completed with defaults."""
+        if params is not None and not isinstance(params, dict):
+            raise ParameterError(
+                f"{self.name}: parameters must be a mapping of name to value, "
+                f"got {type(params).__name__}"
+            )
         params = dict(params or {})
         known = {p.name: p for p in self.params}
         unknown = sorted(set(params) - set(known))
