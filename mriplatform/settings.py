@@ -70,6 +70,9 @@ INSTALLED_APPS = [
     "mriplatform.accounts",
     "mriplatform.audit",
     "mriplatform.workers",
+    "mriplatform.cases",
+    "mriplatform.protocols",
+    "mriplatform.jobs",
 ]
 
 MIDDLEWARE = [

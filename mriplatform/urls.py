@@ -7,6 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 urlpatterns = [
     path("", include("mriplatform.accounts.urls")),
     path("workers/", include("mriplatform.workers.urls")),
+    path("cases/", include("mriplatform.cases.urls")),
+    path("protocols/", include("mriplatform.protocols.urls")),
+    path("jobs/", include("mriplatform.jobs.urls")),
+    path("api/", include(("mriplatform.api_urls", "api"))),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

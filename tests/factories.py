@@ -34,3 +34,32 @@ class UserFactory(factory.django.DjangoModelFactory):
             assign_role(self, role)
         if create:
             self.save()
+
+
+class ProtocolFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "protocols.Protocol"
+
+    name = factory.Sequence(lambda n: f"Protocol {n}")
+    method = "zero_filled"
+    params = factory.LazyAttribute(
+        lambda p: (
+            __import__("recon_engine.registry", fromlist=["get_method"])
+            .get_method(p.method)
+            .validate({})
+        )
+    )
+    mask_pattern = "equispaced"
+    acceleration = 4.0
+    center_fraction = 0.08
+    tr_ms = 3000.0
+    phase_encodes = 256
+
+
+class CaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "cases.Case"
+
+    institution = factory.SubFactory(InstitutionFactory)
+    subject_code = factory.Sequence(lambda n: f"SUBJ-{n:04d}")
+    anatomy = "knee"

@@ -1,0 +1,19 @@
+"""REST API routes (DRF); the OpenAPI schema is served at /api/schema/."""
+
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from mriplatform.cases.api import CaseViewSet, SeriesViewSet
+from mriplatform.jobs.api import ReconJobViewSet
+from mriplatform.protocols.api import ProtocolViewSet, methods
+
+router = DefaultRouter()
+router.register("cases", CaseViewSet, basename="case")
+router.register("series", SeriesViewSet, basename="series")
+router.register("protocols", ProtocolViewSet, basename="protocol")
+router.register("jobs", ReconJobViewSet, basename="job")
+
+urlpatterns = [
+    path("methods/", methods, name="methods"),
+    path("", include(router.urls)),
+]

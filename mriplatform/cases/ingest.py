@@ -1,0 +1,757 @@
+"""Classify and validate an upload before anything is de-identified or stored.
+
+An upload is one DICOM series (several files, or one zip of a folder), or one raw k-space
+HDF5 file (fastMRI or ISMRMRD). :func:`inspect_upload` reads everything once, refuses what
+the platform cannot use with an :class:`IngestError` whose message names the problem (and
+the file), and returns an :class:`UploadPlan` with a non-identifying summary for the case
+form (slices, coils, matrix, sampling, field strength, vendor).
+
+Zips are read in memory with limits on member count and total uncompressed size, and
+refused if a member name is absolute or climbs out of the folder (``..``). XML headers are
+parsed with ``defusedxml`` (no entity expansion, no external entities).
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from xml.etree import ElementTree as ET
+
+import h5py
+import numpy as np
+import pydicom
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import EnhancedMRImageStorage, MRImageStorage
+
+ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZIP_SIGNATURE = b"PK\x03\x04"
+ACCEPTED_SOP_CLASSES = {str(MRImageStorage): "MR Image", str(EnhancedMRImageStorage): "Enhanced MR"}
+SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # SC, multi-frame SC 7.1-7.4
+
+MAX_ZIP_MEMBERS = 5000
+MAX_ZIP_BYTES = 2 * 1024**3
+MAX_ZIP_RATIO = 200  # uncompressed / compressed per member; DICOM compresses ~2-10x
+MAX_PROBLEMS_SHOWN = 5
+
+
+class IngestError(ValueError):
+    """The upload cannot be used; ``str(error)`` is a message fit to show the uploader."""
+
+    def __init__(self, message: str, problems: Sequence[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
+
+
+class UploadedFileLike(Protocol):
+    """What :func:`inspect_upload` needs of an upload (Django's UploadedFile has it)."""
+
+    name: str
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+
+
+@dataclass
+class DicomItem:
+    """One DICOM instance of the upload, held in memory until it is de-identified."""
+
+    name: str
+    data: bytes
+    sop_instance_uid: str
+    instance_number: int
+    slice_location: float | None
+
+    def read_bytes(self) -> bytes:
+        return self.data
+
+
+@dataclass
+class UploadPlan:
+    """The validated upload: ``kind`` is ``dicom``, ``fastmri_h5`` or ``ismrmrd_h5``.
+
+    For DICOM, ``dicom_items`` in instance order; for HDF5, ``raw_file`` is the upload to
+    pass to :func:`mriplatform.cases.deid.deidentify_raw_h5`. ``summary`` holds only
+    non-identifying facts (counts, matrix, sampling, scanner vendor and field strength);
+    ``warnings`` what the uploader may want to know but does not stop the upload.
+    """
+
+    kind: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    dicom_items: list[DicomItem] = field(default_factory=list)
+    raw_file: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_deidentifiable(ds: Dataset, error: type[Exception] = IngestError) -> None:
+    """Refuse images whose identity may be in the pixels, where tag editing cannot reach."""
+    if str(ds.get("BurnedInAnnotation", "")).strip().upper() == "YES":
+        raise error(
+            "the image has burned-in annotation (BurnedInAnnotation = YES): text in the "
+            "pixels cannot be removed by de-identification; export the series without it"
+        )
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "SCREEN SAVE" in image_type:
+        raise error(
+            "the image is a screen save (ImageType SCREEN SAVE), which can show "
+            "patient details in the pixels"
+        )
+    if str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_PREFIX):
+        raise error(
+            "the image is a secondary capture, which can show patient details in "
+            "the pixels; upload the original MR series"
+        )
+
+
+def parse_ismrmrd_header(xml: bytes | str, error: type[Exception] = IngestError) -> ET.Element:
+    """Parse an ISMRMRD XML header safely; ``error`` if it is malformed or not ISMRMRD."""
+    if isinstance(xml, str):
+        xml = xml.encode()
+    xml = xml.rstrip(b"\x00")
+    try:
+        root = safe_fromstring(xml)
+    except (ET.ParseError, DefusedXmlException, ValueError) as exc:
+        raise error(f"the ISMRMRD XML header is malformed or unsafe: {exc}") from exc
+    if root.tag != f"{{{ISMRMRD_NS}}}ismrmrdHeader":
+        raise error(f"the XML header is not an ISMRMRD header (root element {root.tag!r})")
+    return root
+
+
+def _text(root: ET.Element | None, path: str) -> str | None:
+    if root is None:
+        return None
+    node = root.find("/".join(f"{{{ISMRMRD_NS}}}{p}" for p in path.split("/")))
+    return node.text.strip() if node is not None and node.text else None
+
+
+def header_summary(root: ET.Element) -> dict[str, Any]:
+    """Scanner and encoding facts of an ISMRMRD header (none of them identifying)."""
+    summary: dict[str, Any] = {}
+    strength = _text(root, "acquisitionSystemInformation/systemFieldStrength_T")
+    if strength:
+        summary["field_strength_t"] = float(strength)
+    for key, path in (
+        ("vendor", "acquisitionSystemInformation/systemVendor"),
+        ("model", "acquisitionSystemInformation/systemModel"),
+        ("receiver_channels", "acquisitionSystemInformation/receiverChannels"),
+        ("body_part", "studyInformation/bodyPartExamined"),
+    ):
+        value = _text(root, path)
+        if value:
+            summary[key] = int(value) if key == "receiver_channels" else value
+    for key, space in (("encoded_matrix", "encodedSpace"), ("recon_matrix", "reconSpace")):
+        size = [_text(root, f"encoding/{space}/matrixSize/{a}") for a in ("x", "y", "z")]
+        if all(size):
+            summary[key] = [int(v) for v in size]
+    for key, name in (("tr_ms", "TR"), ("te_ms", "TE"), ("ti_ms", "TI")):
+        value = _text(root, f"sequenceParameters/{name}")
+        if value:
+            summary[key] = float(value)
+    return summary
+
+
+# ISMRMRD acquisition flag bits (ismrmrd/ismrmrd.h; bit n is 1 << (n - 1)).
+ACQ_IS_NOISE_MEASUREMENT = 19
+ACQ_IS_REVERSE = 22
+ACQ_IS_NAVIGATION_DATA = 23
+ACQ_IS_PHASECORR_DATA = 24
+ACQ_IS_HPFEEDBACK_DATA = 25
+ACQ_IS_DUMMYSCAN_DATA = 27
+ACQ_IS_RTFEEDBACK_DATA = 28
+ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA = 29
+ACQ_IS_PHASE_STABILIZATION_REFERENCE = 30
+ACQ_IS_PHASE_STABILIZATION = 31
+NON_IMAGING_FLAGS = (
+    ACQ_IS_NOISE_MEASUREMENT,
+    ACQ_IS_NAVIGATION_DATA,
+    ACQ_IS_PHASECORR_DATA,
+    ACQ_IS_HPFEEDBACK_DATA,
+    ACQ_IS_DUMMYSCAN_DATA,
+    ACQ_IS_RTFEEDBACK_DATA,
+    ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA,
+    ACQ_IS_PHASE_STABILIZATION_REFERENCE,
+    ACQ_IS_PHASE_STABILIZATION,
+)
+
+
+@dataclass
+class IsmrmrdLayout:
+    """Where the imaging readouts of an ISMRMRD file go on a 2D Cartesian grid."""
+
+    imaging: np.ndarray  # (N,) bool: readouts that are image data (not noise, navigators...)
+    column: np.ndarray  # (M,) k-space column of each imaging readout (step 1 + offset)
+    slices: np.ndarray  # (M,) slice of each imaging readout
+    n_slices: int
+    n_coils: int
+    n_samples: int
+    width: int  # columns of the fastMRI grid (the encoded matrix y when the header has it)
+    window: tuple[int, int]  # columns [left, right) the encoding limits cover
+
+
+def _flag(flags: np.ndarray, bit: int) -> np.ndarray:
+    return (flags & np.uint64(1 << (bit - 1))) != 0
+
+
+def ismrmrd_layout(
+    head: np.ndarray, root: ET.Element, error: type[Exception] = IngestError, name: str = ""
+) -> IsmrmrdLayout:
+    """Check that acquisition headers ``head`` describe 2D Cartesian multi-slice data that
+    the platform can grid into the fastMRI layout, and say where each readout goes."""
+    prefix = f"{name}: " if name else ""
+    trajectory = _text(root, "encoding/trajectory")
+    if trajectory and trajectory != "cartesian":
+        raise error(f"{prefix}{trajectory} ISMRMRD data is not supported, only cartesian")
+    flags = head["flags"].astype(np.uint64)
+    imaging = ~np.any([_flag(flags, bit) for bit in NON_IMAGING_FLAGS], axis=0)
+    if not imaging.any():
+        raise error(f"{prefix}the ISMRMRD file has no imaging readouts (only noise/navigators)")
+    if _flag(flags[imaging], ACQ_IS_REVERSE).any():
+        raise error(f"{prefix}reversed (EPI) readouts are not supported")
+    idx = head["idx"][imaging]
+    if np.any(idx["kspace_encode_step_2"] != 0):
+        raise error(f"{prefix}3D ISMRMRD data (kspace_encode_step_2) is not supported")
+    for field_name in ("contrast", "repetition", "set", "phase", "segment"):
+        if np.unique(idx[field_name]).size > 1:
+            raise error(
+                f"{prefix}ISMRMRD data with several values of idx.{field_name} is not "
+                "supported; upload one contrast or repetition per file"
+            )
+    samples = head["number_of_samples"][imaging]
+    channels = head["active_channels"][imaging]
+    if np.unique(samples).size != 1 or np.unique(channels).size != 1:
+        raise error(f"{prefix}ISMRMRD readouts differ in number of samples or channels")
+    step1 = idx["kspace_encode_step_1"].astype(np.int64)
+    lines = int(step1.max()) + 1
+    limit = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/maximum")
+    if limit is not None:
+        lines = max(lines, int(limit) + 1)
+    # Place the lines as fastMRI does, so that the k-space centre (encoding limit "center")
+    # lands on column encoded_y // 2 and partial-Fourier data stays centred.
+    offset, width = 0, lines
+    encoded = _text(root, "encoding/encodedSpace/matrixSize/y")
+    center = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/center")
+    if encoded is not None and center is not None:
+        left = int(encoded) // 2 - int(center)
+        if 0 <= left and left + lines <= int(encoded):
+            offset, width = left, int(encoded)
+    slices = idx["slice"].astype(np.int64)
+    return IsmrmrdLayout(
+        imaging=imaging,
+        column=step1 + offset,
+        slices=slices,
+        n_slices=int(slices.max()) + 1,
+        n_coils=int(channels[0]),
+        n_samples=int(samples[0]),
+        width=width,
+        window=(offset, offset + lines),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Reading the upload
+# --------------------------------------------------------------------------------------
+
+
+def _read_all(upload: UploadedFileLike) -> bytes:
+    if hasattr(upload, "seek"):
+        upload.seek(0)
+    data = upload.read()
+    if hasattr(upload, "seek"):
+        upload.seek(0)
+    return data
+
+
+def _head(upload: UploadedFileLike, size: int = 2048) -> bytes:
+    upload.seek(0)
+    data = upload.read(size)
+    upload.seek(0)
+    return data
+
+
+def _is_hdf5(head: bytes) -> bool:
+    # The superblock is at 0 or, after a user block, at 512, 1024, 2048, ...
+    return any(head[o : o + 8] == HDF5_SIGNATURE for o in (0, 512, 1024))
+
+
+def _is_dicom(head: bytes) -> bool:
+    return head[128:132] == b"DICM"
+
+
+def _safe_member_name(name: str) -> bool:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return False
+    parts = posixpath.normpath(name.replace("\\", "/")).split("/")
+    return ".." not in parts and ".." not in name.replace("\\", "/").split("/")
+
+
+def extract_zip(
+    data: bytes,
+    archive_name: str,
+    max_members: int = MAX_ZIP_MEMBERS,
+    max_bytes: int = MAX_ZIP_BYTES,
+    max_ratio: int = MAX_ZIP_RATIO,
+) -> list[tuple[str, bytes]]:
+    """The files of a zip, in memory, refusing zip bombs and unsafe paths.
+
+    Limits are checked on the declared sizes first and again on the bytes actually
+    inflated (a crafted archive can lie about sizes). Folders, macOS resource forks and
+    DICOMDIR index files are skipped.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise IngestError(f"{archive_name}: not a readable zip archive ({exc})") from exc
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        for member in archive.infolist():
+            if not _safe_member_name(member.filename):
+                raise IngestError(
+                    f"{archive_name}: refused, member path {member.filename!r} "
+                    "is absolute or leaves the archive folder"
+                )
+        if len(members) > max_members:
+            raise IngestError(
+                f"{archive_name}: {len(members)} files in the archive, more than "
+                f"the limit of {max_members}"
+            )
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            raise IngestError(
+                f"{archive_name}: uncompressed size {declared / 1024**2:.0f} MiB "
+                f"exceeds the limit of {max_bytes / 1024**2:.0f} MiB"
+            )
+        files: list[tuple[str, bytes]] = []
+        total = 0
+        for member in members:
+            base = posixpath.basename(member.filename)
+            if (
+                member.filename.startswith("__MACOSX/")
+                or base.startswith("._")
+                or (base.upper() == "DICOMDIR" or base == ".DS_Store")
+            ):
+                continue
+            if member.flag_bits & 0x1:
+                raise IngestError(f"{archive_name}: {member.filename} is encrypted")
+            if member.file_size > max_ratio * max(member.compress_size, 1) and (
+                member.file_size > 1024**2
+            ):
+                raise IngestError(
+                    f"{archive_name}: {member.filename} compresses more than "
+                    f"{max_ratio}:1, refused as a possible zip bomb"
+                )
+            chunks = []
+            try:
+                with archive.open(member) as handle:
+                    while chunk := handle.read(1024**2):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise IngestError(
+                                f"{archive_name}: uncompressed size exceeds the limit of "
+                                f"{max_bytes / 1024**2:.0f} MiB"
+                            )
+                        chunks.append(chunk)
+            except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+                raise IngestError(f"{archive_name}: {member.filename} is corrupt ({exc})") from exc
+            content = b"".join(chunks)
+            if content[:4] == ZIP_SIGNATURE:
+                raise IngestError(
+                    f"{archive_name}: nested archives are not accepted ({member.filename})"
+                )
+            files.append((f"{archive_name}/{member.filename}", content))
+    if not files:
+        raise IngestError(f"{archive_name}: the archive holds no files")
+    return files
+
+
+# --------------------------------------------------------------------------------------
+# DICOM
+# --------------------------------------------------------------------------------------
+
+
+def _expected_pixel_bytes(ds: Dataset) -> int:
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 0) or 0)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    return int(ds.Rows) * int(ds.Columns) * frames * samples * bits // 8
+
+
+def validate_dicom(name: str, data: bytes) -> tuple[Dataset, list[str]]:
+    """Parse one instance and return it with the problems that make it unusable."""
+    try:
+        return _validate_dicom(name, data)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # pydicom converts values lazily: a malformed IS/DS or UID surfaces only here.
+        return Dataset(), [f"{name}: malformed DICOM attribute value ({exc})"]
+
+
+def _validate_dicom(name: str, data: bytes) -> tuple[Dataset, list[str]]:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
+        return Dataset(), [f"{name}: corrupt or truncated DICOM ({exc})"]
+    if len(ds) == 0:
+        # pydicom stops quietly at the end of the data: a file cut inside the header.
+        return ds, [f"{name}: corrupt or truncated DICOM (no data elements after the header)"]
+    problems: list[str] = []
+    modality = str(ds.get("Modality", "")).strip()
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if modality != "MR":
+        problems.append(f"{name}: modality is {modality or 'missing'}, not MR")
+    elif sop_class not in ACCEPTED_SOP_CLASSES:
+        label = pydicom.uid.UID(sop_class).name if sop_class else "missing"
+        problems.append(f"{name}: SOP class {label} is not MR Image or Enhanced MR Image Storage")
+    try:
+        check_deidentifiable(ds)
+    except IngestError as exc:
+        problems.append(f"{name}: {exc}")
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        problems.append(f"{name}: no pixel data (the file may be truncated)")
+    elif "Rows" not in ds or "Columns" not in ds:
+        problems.append(f"{name}: Rows/Columns missing")
+    elif "PixelData" in ds and not ds.file_meta.TransferSyntaxUID.is_compressed:
+        expected = _expected_pixel_bytes(ds)
+        if len(ds.PixelData) < expected:
+            problems.append(
+                f"{name}: pixel data truncated ({len(ds.PixelData)} of {expected} bytes)"
+            )
+    if not str(ds.get("SOPInstanceUID", "")).strip():
+        problems.append(f"{name}: SOPInstanceUID missing")
+    if not str(ds.get("SeriesInstanceUID", "")).strip():
+        problems.append(f"{name}: SeriesInstanceUID missing")
+    return ds, problems
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _dicom_plan(files: list[tuple[str, bytes]]) -> UploadPlan:
+    problems: list[str] = []
+    items: list[DicomItem] = []
+    datasets: list[Dataset] = []
+    for name, data in files:
+        ds, issues = validate_dicom(name, data)
+        problems += issues
+        if issues:
+            continue
+        datasets.append(ds)
+        items.append(
+            DicomItem(
+                name=name,
+                data=data,
+                sop_instance_uid=str(ds.SOPInstanceUID),
+                instance_number=int(ds.get("InstanceNumber", 0) or 0),
+                slice_location=_number(ds.get("SliceLocation")),
+            )
+        )
+    if problems:
+        _raise(problems)
+    series = {str(ds.SeriesInstanceUID) for ds in datasets}
+    if len(series) > 1:
+        raise IngestError(
+            f"the upload mixes {len(series)} series (different "
+            "SeriesInstanceUID); upload one series at a time"
+        )
+    seen: dict[str, str] = {}
+    for item in items:
+        if item.sop_instance_uid in seen:
+            problems.append(
+                f"duplicate SOPInstanceUID in {seen[item.sop_instance_uid]} and {item.name}"
+            )
+        seen.setdefault(item.sop_instance_uid, item.name)
+    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    if len(sizes) > 1:
+        listed = ", ".join(f"{r}x{c}" for r, c in sorted(sizes))
+        problems.append(f"inconsistent matrix sizes within the series: {listed}")
+    if problems:
+        _raise(problems)
+    order = sorted(
+        range(len(items)), key=lambda i: (items[i].instance_number, items[i].slice_location or 0.0)
+    )
+    items = [items[i] for i in order]
+    first = datasets[order[0]]
+    warnings = []
+    numbers = [item.instance_number for item in items]
+    if len(set(numbers)) < len(numbers):
+        warnings.append(
+            "instance numbers are missing or repeated; slices are ordered by "
+            "slice location where instance numbers tie"
+        )
+    rows, cols = sizes.pop()
+    summary: dict[str, Any] = {
+        "kind": "dicom",
+        "n_slices": sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets),
+        "n_instances": len(items),
+        "matrix": [rows, cols],
+        "sop_class": ACCEPTED_SOP_CLASSES[str(first.SOPClassUID)],
+    }
+    for key, keyword in (
+        ("field_strength_t", "MagneticFieldStrength"),
+        ("slice_thickness_mm", "SliceThickness"),
+        ("tr_ms", "RepetitionTime"),
+        ("te_ms", "EchoTime"),
+    ):
+        value = _number(first.get(keyword))
+        if value is not None:
+            summary[key] = value
+    for key, keyword in (
+        ("vendor", "Manufacturer"),
+        ("model", "ManufacturerModelName"),
+        ("sequence", "ScanningSequence"),
+        ("body_part", "BodyPartExamined"),
+    ):
+        value = first.get(keyword)
+        if value:
+            summary[key] = (
+                "\\".join(map(str, value))
+                if isinstance(value, list | tuple | pydicom.multival.MultiValue)
+                else str(value)
+            )
+    spacing = first.get("PixelSpacing")
+    if spacing:
+        summary["pixel_spacing_mm"] = [float(v) for v in spacing]
+    return UploadPlan(kind="dicom", summary=summary, dicom_items=items, warnings=warnings)
+
+
+def _raise(problems: list[str]) -> None:
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    more = len(problems) - len(shown)
+    message = "; ".join(shown) + (f"; and {more} more problem(s)" if more > 0 else "")
+    raise IngestError(message, problems)
+
+
+# --------------------------------------------------------------------------------------
+# HDF5
+# --------------------------------------------------------------------------------------
+
+
+def _open(upload: Any) -> h5py.File:
+    temp_path = getattr(upload, "temporary_file_path", None)
+    if callable(temp_path):
+        return h5py.File(temp_path(), "r")
+    handle = upload if hasattr(upload, "seek") else upload.file
+    handle.seek(0)
+    return h5py.File(handle, "r")
+
+
+def _read_header(h5: h5py.File | h5py.Group, key: str, name: str) -> ET.Element:
+    value = h5[key][()]
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0]
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    root = parse_ismrmrd_header(raw)
+    return root
+
+
+def acquired_window(root: ET.Element | None, width: int) -> tuple[int, int]:
+    """Columns [left, right) of a fastMRI k-space that the scanner acquired.
+
+    fastMRI stores k-space zero-padded to the encoded matrix; the acquired lines sit where
+    the header's encoding limits put them (the same arithmetic as fastMRI's data loader:
+    ``left = encoded_y // 2 - center``, ``right = left + maximum + 1``). Without a usable
+    header every column counts.
+    """
+    if root is None:
+        return 0, width
+    encoded = _text(root, "encoding/encodedSpace/matrixSize/y")
+    center = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/center")
+    maximum = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/maximum")
+    try:
+        encoded_y, center_line, last = int(encoded), int(center), int(maximum)
+    except (TypeError, ValueError):
+        return 0, width
+    left = encoded_y // 2 - center_line
+    right = left + last + 1
+    if encoded_y != width or not 0 <= left < right <= width:
+        return 0, width
+    return left, right
+
+
+def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
+    kspace = h5["kspace"]
+    if not isinstance(kspace, h5py.Dataset):
+        raise IngestError(f"{name}: 'kspace' is not a dataset")
+    if kspace.dtype.kind != "c":
+        raise IngestError(f"{name}: k-space must be complex, found {kspace.dtype}")
+    if kspace.ndim not in (3, 4):
+        raise IngestError(
+            f"{name}: k-space must have rank 3 (slices, H, W) or 4 (slices, "
+            f"coils, H, W), found rank {kspace.ndim} {kspace.shape}"
+        )
+    if min(kspace.shape) == 0:
+        raise IngestError(f"{name}: k-space is empty {kspace.shape}")
+    width = kspace.shape[-1]
+    mask = None
+    if "mask" in h5:
+        mask = np.asarray(h5["mask"][()]).reshape(-1)
+        if mask.size != width:
+            raise IngestError(
+                f"{name}: mask has {mask.size} entries but k-space has {width} "
+                "phase-encode columns (last axis)"
+            )
+    try:
+        # Reading the first and last slices checks that the data really is in the file.
+        first = np.asarray(kspace[0])
+        last = np.asarray(kspace[-1])
+    except (OSError, RuntimeError) as exc:
+        raise IngestError(
+            f"{name}: k-space cannot be read, the file is truncated or corrupt ({exc})"
+        ) from exc
+    if not (np.isfinite(first).all() and np.isfinite(last).all()):
+        raise IngestError(f"{name}: k-space contains NaN or infinite values")
+    root = _read_header(h5, "ismrmrd_header", name) if "ismrmrd_header" in h5 else None
+    left, right = acquired_window(root, width)
+    if mask is not None:
+        sampled = mask != 0
+    else:
+        middle = np.asarray(kspace[kspace.shape[0] // 2])
+        sampled = np.abs(middle).reshape(-1, width).max(axis=0) > 0
+    n_sampled = int(sampled[left:right].sum())
+    if n_sampled == 0:
+        raise IngestError(f"{name}: no phase-encode line is sampled")
+    summary: dict[str, Any] = {
+        "kind": "fastmri_h5",
+        "n_slices": int(kspace.shape[0]),
+        "n_coils": int(kspace.shape[1]) if kspace.ndim == 4 else 1,
+        "matrix": [int(kspace.shape[-2]), int(kspace.shape[-1])],
+        "acquired_columns": [left, right],
+        "fully_sampled": n_sampled == right - left,
+        "acceleration": round((right - left) / n_sampled, 3),
+        "has_reference": "reconstruction_rss" in h5 or "reconstruction_esc" in h5,
+    }
+    acquisition = h5.attrs.get("acquisition")
+    if acquisition is not None:
+        summary["acquisition"] = (
+            acquisition.decode() if isinstance(acquisition, bytes) else str(acquisition)
+        )
+    if root is not None:
+        summary.update(header_summary(root))
+    return summary
+
+
+def _ismrmrd_summary(name: str, h5: h5py.File) -> dict[str, Any]:
+    group = h5["dataset"]
+    missing = [k for k in ("xml", "data") if k not in group]
+    if missing:
+        raise IngestError(
+            f"{name}: ISMRMRD file without " + " and ".join(f"'dataset/{k}'" for k in missing)
+        )
+    root = _read_header(group, "xml", name)
+    data = group["data"]
+    if data.dtype.names is None or not {"head", "data"} <= set(data.dtype.names):
+        raise IngestError(f"{name}: 'dataset/data' is not an ISMRMRD acquisition table")
+    if data.shape[0] == 0:
+        raise IngestError(f"{name}: the ISMRMRD file holds no acquisitions")
+    try:
+        head = data["head"]
+        _ = data[-1]
+    except (OSError, RuntimeError) as exc:
+        raise IngestError(
+            f"{name}: acquisitions cannot be read, the file is truncated or corrupt ({exc})"
+        ) from exc
+    layout = ismrmrd_layout(head, root, error=IngestError, name=name)
+    left, right = layout.window
+    n_sampled = int(np.unique(layout.column).size)
+    summary: dict[str, Any] = {
+        "kind": "ismrmrd_h5",
+        "n_slices": layout.n_slices,
+        "n_coils": layout.n_coils,
+        "matrix": [layout.n_samples, layout.width],
+        "acquired_columns": [left, right],
+        "n_acquisitions": int(layout.imaging.sum()),
+        "fully_sampled": n_sampled == right - left,
+        "acceleration": round((right - left) / max(n_sampled, 1), 3),
+    }
+    summary.update(header_summary(root))
+    return summary
+
+
+def _hdf5_plan(name: str, upload: Any) -> UploadPlan:
+    try:
+        h5 = _open(upload)
+    except OSError as exc:
+        raise IngestError(f"{name}: corrupt or truncated HDF5 file ({exc})") from exc
+    warnings: list[str] = []
+    try:
+        with h5:
+            if "kspace" in h5:
+                summary = _fastmri_summary(name, h5)
+                kept = {"kspace", "mask", "reconstruction_rss", "reconstruction_esc"}
+                if "ismrmrd_header" not in h5:
+                    warnings.append("no ISMRMRD header: field strength and vendor are unknown")
+                dropped = sorted(set(h5) - kept - {"ismrmrd_header"})
+            elif "dataset" in h5 and isinstance(h5["dataset"], h5py.Group):
+                summary = _ismrmrd_summary(name, h5)
+                dropped = sorted(f"dataset/{k}" for k in set(h5["dataset"]) - {"data", "xml"})
+                dropped += sorted(set(h5) - {"dataset"})
+            else:
+                raise IngestError(
+                    f"{name}: HDF5 file is neither fastMRI (no 'kspace' dataset) "
+                    "nor ISMRMRD (no 'dataset' group)"
+                )
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise IngestError(f"{name}: corrupt or truncated HDF5 file ({exc})") from exc
+    if dropped:
+        warnings.append("not kept by de-identification: " + ", ".join(dropped))
+    if hasattr(upload, "seek"):
+        upload.seek(0)
+    return UploadPlan(kind=summary["kind"], summary=summary, raw_file=upload, warnings=warnings)
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+
+
+def inspect_upload(
+    files: Sequence[UploadedFileLike],
+    read: Callable[[UploadedFileLike], bytes] = _read_all,
+) -> UploadPlan:
+    """Classify and validate one upload; IngestError (naming the problem) if unusable."""
+    files = list(files)
+    if not files:
+        raise IngestError("no files were uploaded")
+    hdf5: list[UploadedFileLike] = []
+    dicom: list[tuple[str, bytes]] = []
+    for upload in files:
+        name = posixpath.basename(str(getattr(upload, "name", "") or "upload"))
+        head = _head(upload)
+        if _is_hdf5(head):
+            hdf5.append(upload)
+        elif head[:4] == ZIP_SIGNATURE:
+            for member, data in extract_zip(read(upload), name):
+                if _is_hdf5(data[:2048]):
+                    raise IngestError(f"{member}: send raw HDF5 files on their own, not in a zip")
+                if not _is_dicom(data[:132]):
+                    raise IngestError(f"{member}: not a DICOM file (no DICM preamble)")
+                dicom.append((member, data))
+        elif _is_dicom(head):
+            dicom.append((name, read(upload)))
+        elif len(head) == 0:
+            raise IngestError(f"{name}: the file is empty")
+        else:
+            raise IngestError(
+                f"{name}: neither a DICOM file (no DICM preamble) nor an HDF5 "
+                "file nor a zip of DICOM files"
+            )
+    if hdf5 and dicom:
+        raise IngestError("the upload mixes DICOM and HDF5 files; upload one series at a time")
+    if len(hdf5) > 1:
+        raise IngestError(
+            f"{len(hdf5)} HDF5 files uploaded together; upload one raw k-space file per series"
+        )
+    if hdf5:
+        upload = hdf5[0]
+        return _hdf5_plan(posixpath.basename(str(getattr(upload, "name", "upload.h5"))), upload)
+    return _dicom_plan(dicom)

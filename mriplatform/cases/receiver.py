@@ -1,0 +1,124 @@
+"""DICOM C-STORE receiver: a scanner or PACS sends a study; each series becomes a
+de-identified series of a case, through the same ingest as browser uploads.
+
+Instances are kept in memory until the association is released (never written to disk
+before de-identification). An aborted association stores nothing. Sends of the same
+patient and study land in the same case, found by a keyed hash of the identifiers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import logging
+from collections import defaultdict
+
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from pydicom.filewriter import dcmwrite
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (
+    EnhancedMRImageStorage,
+    MRImageStorage,
+    Verification,
+)
+
+from mriplatform.audit.services import record
+from mriplatform.cases.models import Case
+from mriplatform.cases.services import IngestError, ingest_files
+
+logger = logging.getLogger(__name__)
+
+ACCEPTED = (MRImageStorage, EnhancedMRImageStorage)
+
+
+def source_key(patient_id: str, study_uid: str) -> str:
+    message = f"{patient_id}\x00{study_uid}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def case_for(institution, patient_id: str, study_uid: str) -> Case:
+    key = source_key(patient_id, study_uid)
+    with transaction.atomic():
+        case = (
+            Case.objects.select_for_update().filter(institution=institution, source_key=key).first()
+        )
+        if case is None:
+            number = Case.objects.filter(institution=institution).count() + 1
+            code = f"{institution.code.upper()}-R{number:05d}"
+            while Case.objects.filter(institution=institution, subject_code=code).exists():
+                number += 1
+                code = f"{institution.code.upper()}-R{number:05d}"
+            case = Case.objects.create(
+                institution=institution,
+                subject_code=code,
+                source_key=key,
+                notes="Received over DICOM",
+            )
+            record(None, "case.create", obj=case, details={"via": "dicom-receiver"})
+    return case
+
+
+class Receiver:
+    """Holds the instances of each association until it is released."""
+
+    def __init__(self, institution):
+        self.institution = institution
+        self.pending: dict[int, dict[tuple[str, str, str], list[bytes]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+
+    def handle_store(self, event) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        buffer = io.BytesIO()
+        dcmwrite(buffer, ds, enforce_file_format=True)
+        key = (
+            str(getattr(ds, "PatientID", "")),
+            str(getattr(ds, "StudyInstanceUID", "")),
+            str(getattr(ds, "SeriesInstanceUID", "")),
+        )
+        self.pending[id(event.assoc)][key].append(buffer.getvalue())
+        return 0x0000
+
+    def handle_released(self, event) -> None:
+        batches = self.pending.pop(id(event.assoc), {})
+        sender = event.assoc.requestor.ae_title
+        for (patient_id, study_uid, _series_uid), items in batches.items():
+            case = case_for(self.institution, patient_id, study_uid)
+            files = [SimpleUploadedFile(f"{i}.dcm", data) for i, data in enumerate(items)]
+            try:
+                series = ingest_files(case, files, None, description=f"received from {sender}")
+                logger.info(
+                    "stored %d instances as series %s of case %s",
+                    len(items),
+                    series.pk,
+                    case.subject_code,
+                )
+            except IngestError as exc:
+                logger.warning("refused a series from %s: %s", sender, exc)
+                record(
+                    None,
+                    "case.receive_refused",
+                    obj=case,
+                    details={"sender": sender, "error": str(exc)},
+                )
+
+    def handle_aborted(self, event) -> None:
+        self.pending.pop(id(event.assoc), None)
+
+    def application_entity(self, ae_title: str = "RECONTRIAL") -> AE:
+        ae = AE(ae_title=ae_title)
+        for context in ACCEPTED:
+            ae.add_supported_context(context)
+        ae.add_supported_context(Verification)
+        return ae
+
+    def handlers(self) -> list:
+        return [
+            (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_RELEASED, self.handle_released),
+            (evt.EVT_ABORTED, self.handle_aborted),
+        ]

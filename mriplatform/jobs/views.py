@@ -1,0 +1,87 @@
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from mriplatform.accounts.roles import Role, role_required
+from mriplatform.cases.models import Series
+from mriplatform.cases.permissions import manageable_cases, visible_cases
+from mriplatform.jobs import services
+from mriplatform.jobs.forms import SubmitForm
+from mriplatform.jobs.models import ReconJob
+
+VIEWERS = (Role.SITE_ADMIN, Role.COORDINATOR)
+
+
+def _jobs_for(user):
+    return ReconJob.objects.filter(input_series__case__in=visible_cases(user)).select_related(
+        "input_series__case", "protocol", "output_series"
+    )
+
+
+@role_required(*VIEWERS)
+def job_list(request):
+    jobs = _jobs_for(request.user)
+    status = request.GET.get("status")
+    if status in ReconJob.Status.values:
+        jobs = jobs.filter(status=status)
+    return render(
+        request,
+        "jobs/list.html",
+        {"jobs": jobs[:500], "statuses": ReconJob.Status.choices, "status": status},
+    )
+
+
+@never_cache
+@role_required(*VIEWERS)
+def job_status_json(request):
+    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:500]
+    jobs = _jobs_for(request.user).filter(pk__in=ids) if ids else _jobs_for(request.user)[:500]
+    return JsonResponse({"jobs": [services.job_state(job) for job in jobs]})
+
+
+@role_required(Role.SITE_ADMIN)
+def submit(request):
+    raw = Series.objects.filter(
+        case__in=manageable_cases(request.user), kind__in=[Series.Kind.FASTMRI, Series.Kind.ISMRMRD]
+    ).select_related("case")
+    initial = {}
+    if request.GET.get("case"):
+        initial["series"] = raw.filter(case_id=request.GET["case"])
+    form = SubmitForm(request.POST or None, series_queryset=raw, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        created, existing = services.submit_jobs(
+            form.cleaned_data["series"],
+            form.cleaned_data["protocols"],
+            request.user,
+            request=request,
+        )
+        messages.success(
+            request,
+            f"{len(created)} job(s) submitted"
+            + (f", {len(existing)} already existed" if existing else "")
+            + ".",
+        )
+        return redirect("jobs:list")
+    return render(request, "jobs/submit.html", {"form": form})
+
+
+@role_required(*VIEWERS)
+def job_detail(request, pk: int):
+    job = get_object_or_404(_jobs_for(request.user), pk=pk)
+    return render(request, "jobs/detail.html", {"job": job})
+
+
+@require_POST
+@role_required(Role.SITE_ADMIN)
+def retry(request, pk: int):
+    job = get_object_or_404(
+        ReconJob.objects.filter(input_series__case__in=manageable_cases(request.user)), pk=pk
+    )
+    if job.status != ReconJob.Status.FAILED:
+        messages.error(request, "Only failed jobs can be retried.")
+    else:
+        services.retry_job(job, request.user, request=request)
+        messages.success(request, "Job queued again.")
+    return redirect("jobs:detail", pk=job.pk)
