@@ -7,14 +7,11 @@ Every failure caused by bad input (files, parameters, shapes) prints one line
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from recon_engine.registry import ParameterError, ReconError
 
@@ -26,55 +23,28 @@ class CLIError(Exception):
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from recon_engine.fft import ifftc, rss
-    from recon_engine.io import make_ismrmrd_header, write_fastmri
-    from recon_engine.simulation import load_slices, simulate_multicoil
+    from recon_engine.simulation import simulate_fastmri_file
 
     src = Path(args.input)
     if not src.exists():
         raise CLIError(f"{src}: no such file or directory")
     if not (src.is_dir() or src.name.endswith((".nii", ".nii.gz"))):
         raise CLIError(f"{src}: expected a NIfTI file (.nii, .nii.gz) or a DICOM directory")
-    images = load_slices(src, args.slices, size=tuple(args.matrix), spread=args.spread)
-    snr = None if args.snr <= 0 else args.snr
-    data = simulate_multicoil(
-        images,
+    data = simulate_fastmri_file(
+        src,
+        args.output,
+        n_slices=args.slices,
+        matrix=tuple(args.matrix),
         n_coils=args.coils,
         coil_kind=args.coil_kind,
-        snr=snr,
-        seed=args.seed,
-        phase=not args.no_phase,
-    )
-    reference = rss(ifftc(data.kspace), coil_dim=1).numpy()
-    if args.rss_crop is not None:
-        from recon_engine.pipeline import center_crop
-
-        reference = np.ascontiguousarray(center_crop(reference, tuple(args.rss_crop)))
-    header = make_ismrmrd_header(
-        tuple(args.matrix),
-        args.coils,
-        args.slices,
+        snr=None if args.snr <= 0 else args.snr,
+        spread=args.spread,
         fov_mm=tuple(args.fov),
         slice_thickness_mm=args.slice_thickness,
-        protocol=f"simulated from {src.name}",
-    )
-    attrs = {
-        "acquisition": args.acquisition,
-        "patient_id": hashlib.sha256(src.name.encode()).hexdigest()[:32],
-        "simulation": json.dumps(
-            {
-                "source": src.name,
-                "coils": args.coils,
-                "coil_kind": args.coil_kind,
-                "snr": snr,
-                "seed": args.seed,
-                "noise_std": data.noise_std,
-                "phase": not args.no_phase,
-            }
-        ),
-    }
-    write_fastmri(
-        args.output, data.kspace, header=header, reconstruction_rss=reference, attrs=attrs
+        rss_crop=tuple(args.rss_crop) if args.rss_crop is not None else None,
+        acquisition=args.acquisition,
+        phase=not args.no_phase,
+        seed=args.seed,
     )
     s, c, h, w = data.kspace.shape
     print(f"wrote {args.output}: {s} slices x {c} coils x {h} x {w}, noise SD {data.noise_std:.4g}")

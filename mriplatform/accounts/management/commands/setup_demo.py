@@ -27,6 +27,14 @@ def demo_password(username: str) -> str:
 class Command(BaseCommand):
     help = "Create demo users (one per role) and demo data. Refuses to run in production."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--no-data",
+            action="store_true",
+            help="only the users: no demo cases, protocols or jobs",
+        )
+        parser.add_argument("--slices", type=int, default=8, help="slices per demo case")
+
     def handle(self, *args, **options):
         if settings.PRODUCTION:
             self.stderr.write("setup_demo refuses to run with DJANGO_ENV=production")
@@ -46,8 +54,25 @@ class Command(BaseCommand):
                     user.save()
                 for role in roles:
                     assign_role(user, role)
+        if not options["no_data"]:
+            self._demo_data(site, User.objects.get(username="admin"), options["slices"])
         for username, (roles, _) in DEMO_USERS.items():
             self.stdout.write(
                 f"  {username:<13} password {demo_password(username):<26} "
                 f"({', '.join(Role(r).label for r in roles)})"
             )
+
+    def _demo_data(self, site, admin, n_slices: int) -> None:
+        """Demo cases, one protocol per classical method, and their jobs on the worker."""
+        from mriplatform.cases.demo import create_demo_cases
+        from mriplatform.jobs.services import submit_jobs
+        from mriplatform.protocols.demo import create_demo_protocols
+
+        cases = create_demo_cases(site, admin, n_slices=n_slices)
+        protocols = create_demo_protocols(admin)
+        raw = [s for case in cases for s in case.series.all() if s.is_raw]
+        created, _ = submit_jobs(raw, protocols, admin)
+        self.stderr.write(
+            f"demo data: {len(cases)} cases, {len(protocols)} protocols, "
+            f"{len(created)} new reconstruction jobs queued"
+        )
