@@ -45,7 +45,8 @@ class SubmitSerializer(serializers.Serializer):
 
     def __init__(self, *args, series_queryset=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["series"].child_relation.queryset = series_queryset
+        if series_queryset is not None:  # the views pass the caller's manageable series
+            self.fields["series"].child_relation.queryset = series_queryset
 
     def validate_series(self, value):
         bad = [s.pk for s in value if not s.is_raw]
