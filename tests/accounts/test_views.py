@@ -1,5 +1,7 @@
 """Log in, log out, change password, throttling of failed log-ins, CSRF."""
 
+import io
+
 from django.test import Client
 from django.urls import reverse
 
@@ -99,10 +101,28 @@ def test_demo_command_creates_one_user_per_role(db):
     from mriplatform.accounts.management.commands.setup_demo import DEMO_USERS, demo_password
     from mriplatform.accounts.models import User
 
-    call_command("setup_demo", stdout=open("/dev/null", "w"))
-    call_command("setup_demo", stdout=open("/dev/null", "w"))  # idempotent
+    call_command("setup_demo", "--no-data", stdout=io.StringIO())
+    call_command("setup_demo", "--no-data", stdout=io.StringIO())  # idempotent
     for username, (roles, superuser) in DEMO_USERS.items():
         user = User.objects.get(username=username)
         assert user.check_password(demo_password(username))
         assert all(user.has_role(r) for r in roles)
         assert user.is_superuser == superuser
+
+
+def test_demo_data_goes_through_ingest_and_protocol_validation(db, settings, tmp_path):
+    from mriplatform.cases.demo import create_demo_cases
+    from mriplatform.protocols.demo import DEMO_PROTOCOLS, create_demo_protocols
+    from tests.factories import InstitutionFactory
+
+    settings.MEDIA_ROOT = tmp_path
+    site = InstitutionFactory()
+    cases = create_demo_cases(site, None, n_slices=2, matrix=(64, 64))
+    assert [c.subject_code for c in cases] == ["DEMO-0001", "DEMO-0002"]
+    raw = cases[0].series.get()
+    assert (raw.kind, raw.n_slices, raw.n_coils, raw.fully_sampled) == ("fastmri_h5", 2, 8, True)
+    assert raw.deid_report  # went through de-identification like an upload
+    protocols = create_demo_protocols()
+    assert len(protocols) == len(DEMO_PROTOCOLS) + 1
+    assert all(p.reference == protocols[0] for p in protocols[1:])
+    assert create_demo_cases(site, None, n_slices=2, matrix=(64, 64)) == cases  # idempotent
