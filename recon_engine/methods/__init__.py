@@ -1,1 +1,1 @@
-"""Reconstruction methods: one module per method, each calling :func:`recon_engine.registry.register`."""
+"""Reconstruction methods: one module per method, each calling ``registry.register``."""
