@@ -177,7 +177,7 @@ class SenseOperator:
         z = torch.fft.fftn(z, dim=self._dims)
         z.mul_(self._mask_u)
         z = torch.fft.ifftn(z, dim=self._dims)
-        out = (self._sens_s_conj * z).sum(dim=1)
+        out = z.mul_(self._sens_s_conj).sum(dim=1)
         return torch.fft.fftshift(out, dim=(-2, -1))
 
     def lipschitz_bound(self) -> torch.Tensor:

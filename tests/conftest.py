@@ -134,3 +134,89 @@ def page(browser):
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_media_root(request, tmp_path_factory):
+    """Keep stored files out of var/media: the tests and a worker they start share one folder.
+
+    The default storage gets an explicit location (overriding ``MEDIA_ROOT`` alone does not
+    move a ``FileSystemStorage`` built with one), and ``MEDIA_ROOT`` is exported so that
+    ``celery_worker_process``, started later in the session, stores in the same folder.
+    """
+    if not request.config.pluginmanager.hasplugin("django"):
+        yield None
+        return
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    if not settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage"):
+        yield None
+        return
+    root = tmp_path_factory.mktemp("media")
+    storages = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(root)}},
+    }
+    previous = os.environ.get("MEDIA_ROOT")
+    os.environ["MEDIA_ROOT"] = str(root)
+    override = override_settings(MEDIA_ROOT=root, STORAGES=storages)
+    override.enable()
+    try:
+        yield root
+    finally:
+        override.disable()
+        if previous is None:
+            os.environ.pop("MEDIA_ROOT", None)
+        else:
+            os.environ["MEDIA_ROOT"] = previous
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """A private, empty storage folder for one test (not shared with a worker)."""
+    root = tmp_path / "media"
+    root.mkdir()
+    settings.MEDIA_ROOT = root
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(root)}},
+    }
+    return root
+
+
+@pytest.fixture(scope="session")
+def raw_case_file(tmp_path_factory):
+    """A small fully sampled fastMRI raw file simulated from a T1 brain: 4 slices, 8 coils,
+    96 x 96 k-space, SNR 40."""
+    from recon_engine.simulation import simulate_fastmri_file
+
+    out = tmp_path_factory.mktemp("raw") / "Doe_Jane_scan.h5"
+    simulate_fastmri_file(
+        ROOT / "data/mri/colin27_t1_1mm.nii.gz",
+        out,
+        n_slices=4,
+        matrix=(96, 96),
+        n_coils=8,
+        snr=40.0,
+        seed=3,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def mr_series_files(tmp_path_factory):
+    """A 3-slice 64 x 64 MR DICOM series (patient Doe^Jane, ID HOSPITAL-123) as file paths."""
+    import numpy as np
+
+    from recon_engine.io.dicom import write_dicom_series
+    from recon_engine.simulation import load_slices
+
+    volume = load_slices(ROOT / "data/mri/mni152_2009a_t1_1mm.nii.gz", 3, size=(64, 64))
+    return write_dicom_series(
+        tmp_path_factory.mktemp("dicom"),
+        np.abs(volume.numpy()),
+        description="T1 axial",
+        patient_id="HOSPITAL-123",
+        patient_name="Doe^Jane",
+    )

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import transaction
+from django.db import connections, transaction
 from pydicom.filewriter import dcmwrite
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import (
@@ -84,13 +84,23 @@ class Receiver:
         return 0x0000
 
     def handle_released(self, event) -> None:
+        try:
+            self._store(event)
+        finally:
+            # pynetdicom runs each association in its own thread, and Django opens one
+            # database connection per thread: close it, or every association leaks one.
+            connections.close_all()
+
+    def _store(self, event) -> None:
         batches = self.pending.pop(id(event.assoc), {})
         sender = event.assoc.requestor.ae_title
         for (patient_id, study_uid, _series_uid), items in batches.items():
-            case = case_for(self.institution, patient_id, study_uid)
             files = [SimpleUploadedFile(f"{i}.dcm", data) for i, data in enumerate(items)]
             try:
-                series = ingest_files(case, files, None, description=f"received from {sender}")
+                # One transaction: a refused first series leaves no empty case behind.
+                with transaction.atomic():
+                    case = case_for(self.institution, patient_id, study_uid)
+                    series = ingest_files(case, files, None, description=f"received from {sender}")
                 logger.info(
                     "stored %d instances as series %s of case %s",
                     len(items),
@@ -102,8 +112,11 @@ class Receiver:
                 record(
                     None,
                     "case.receive_refused",
-                    obj=case,
-                    details={"sender": sender, "error": str(exc)},
+                    details={
+                        "sender": sender,
+                        "institution": self.institution.code,
+                        "error": str(exc),
+                    },
                 )
 
     def handle_aborted(self, event) -> None:

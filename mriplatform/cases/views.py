@@ -23,6 +23,9 @@ def case_list(request):
         visible_cases(request.user)
         .select_related("institution")
         .annotate(n_series=Count("series", distinct=True))
+        # Meta.ordering is not applied to aggregate queries: without this the list (and its
+        # pages) came in arbitrary database order.
+        .order_by("institution__name", "subject_code")
     )
     anatomy = request.GET.get("anatomy", "")
     query = request.GET.get("q", "").strip()

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from mriplatform.cases.models import Series
@@ -19,8 +20,11 @@ class ReconJobViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         qs = ReconJob.objects.filter(input_series__case__in=visible_cases(self.request.user))
-        if self.request.query_params.get("status"):
-            qs = qs.filter(status=self.request.query_params["status"])
+        status_filter = self.request.query_params.get("status")
+        if status_filter:
+            if status_filter not in ReconJob.Status.values:
+                raise ValidationError({"status": [f"one of {', '.join(ReconJob.Status.values)}"]})
+            qs = qs.filter(status=status_filter)
         return qs.select_related("input_series")
 
     @extend_schema(request=SubmitSerializer, responses={201: ReconJobSerializer(many=True)})

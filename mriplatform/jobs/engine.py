@@ -98,8 +98,9 @@ def reconstruct_series(path: Path, protocol, progress=None) -> EngineResult:
     if reference is not None:
         ref = crop_to_reference(np.asarray(reference, dtype=np.float32), image.shape)
         # JSON has no infinity: an exact match (PSNR = inf) is stored as null.
-        metrics = {k: (float(v) if np.isfinite(v) else None)
-                   for k, v in evaluate(ref, image).items()}
+        metrics = {
+            k: (float(v) if np.isfinite(v) else None) for k, v in evaluate(ref, image).items()
+        }
         metrics["reference"] = "fully sampled root-sum-of-squares"
 
     spacing, thickness = (1.0, 1.0), 1.0
