@@ -166,8 +166,8 @@ def extract_calibration(
     h, w = rows.stop - rows.start, cols.stop - cols.start
     if min(h, w) < min_size:
         raise ReconError(
-            f"the ACS region is {h} x {w}, smaller than the {min_size} x {min_size} "
-            "calibration kernel; acquire more ACS lines or use a smaller kernel"
+            f"the ACS region is {h} x {w}, smaller than the {min_size} x {min_size} this "
+            "calibration needs; acquire more ACS lines or use a smaller kernel"
         )
     calib = kspace[:, :, rows, cols]
     energy = (calib.abs() ** 2).reshape(calib.shape[0], -1).sum(dim=1)
@@ -333,7 +333,10 @@ def espirit_maps(
         raise ParameterError(f"crop must be in [0, 1), got {crop}")
     if coarse < 1 or coarse_iter < 1 or refine_iter < 0:
         raise ParameterError("coarse >= 1, coarse_iter >= 1 and refine_iter >= 0 are required")
-    calib = extract_calibration(kspace, mask, acs_mask, calib_size, min_size=kernel_size + 1)
+    # Fewer than two kernel widths of ACS leaves too few calibration rows: the maps come
+    # out wrong without any numerical warning, so refuse instead (BART's defaults are a
+    # 24-line region for a 6-wide kernel).
+    calib = extract_calibration(kspace, mask, acs_mask, calib_size, min_size=2 * kernel_size)
     s, c, h, w = kspace.shape
     dev = kspace.device
     full_pos = (torch.arange(h, device=dev), torch.arange(w, device=dev))

@@ -109,3 +109,22 @@ def test_bad_inputs(sim8):
         cg_sense(ksp, sim8.sensitivities[:, :4], m.mask)
     with pytest.raises(ReconError, match="1D mask"):
         sense_unfold(ksp, sim8.sensitivities, torch.ones(1, 1, 96, 96))
+
+
+def test_too_few_acs_lines_for_espirit_is_refused_not_garbage():
+    """8 ACS lines with a 6-wide kernel used to give NMSE > 1 silently; now a clear error."""
+    import pytest
+    import torch
+
+    from recon_engine.registry import ReconError, ReconInput, get_method
+    from recon_engine.sampling import uniform_mask
+    from recon_engine.simulation import simulate_multicoil
+
+    image = torch.zeros(1, 64, 64)
+    image[:, 16:48, 16:48] = 1.0
+    sim = simulate_multicoil(image, n_coils=8, snr=None, seed=0)
+    m = uniform_mask((64, 64), 2, acs_lines=8)
+    data = ReconInput(kspace=sim.kspace * m.mask, mask=m.mask, acs_mask=m.acs_mask)
+    spec = get_method("cg_sense")
+    with pytest.raises(ReconError, match="ACS region is .* smaller than the 12 x 12"):
+        spec.run(data, spec.validate({}))
