@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "mriplatform.cases",
     "mriplatform.protocols",
     "mriplatform.jobs",
+    "studies",
 ]
 
 MIDDLEWARE = [

@@ -1,4 +1,5 @@
-"""Command line: ``python -m recon_engine {simulate,undersample,reconstruct,evaluate,methods}``.
+"""Command line: ``python -m recon_engine COMMAND`` (simulate, undersample, reconstruct,
+evaluate, methods, train).
 
 Every failure caused by bad input (files, parameters, shapes) prints one line
 ``error: ...`` to stderr and exits with status 2; no tracebacks.
@@ -255,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the registered methods and their parameters")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_methods)
+
+    from recon_engine.dl.train import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

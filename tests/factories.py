@@ -63,3 +63,54 @@ class CaseFactory(factory.django.DjangoModelFactory):
     institution = factory.SubFactory(InstitutionFactory)
     subject_code = factory.Sequence(lambda n: f"SUBJ-{n:04d}")
     anatomy = "knee"
+
+
+class SeriesFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "cases.Series"
+
+    case = factory.SubFactory(CaseFactory)
+    kind = "fastmri_h5"
+    description = "raw k-space"
+
+
+class ReconJobFactory(factory.django.DjangoModelFactory):
+    """A succeeded job whose output is a reconstruction Series row (no real recon run)."""
+
+    class Meta:
+        model = "jobs.ReconJob"
+
+    input_series = factory.SubFactory(SeriesFactory)
+    protocol = factory.SubFactory(ProtocolFactory)
+    status = "succeeded"
+    output_series = factory.LazyAttribute(
+        lambda j: SeriesFactory(
+            case=j.input_series.case, kind="reconstruction", description=str(j.protocol)
+        )
+    )
+
+
+class StudyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "studies.Study"
+
+    title = factory.Sequence(lambda n: f"Reader study {n}")
+    coordinator = factory.SubFactory(UserFactory, roles=("coordinator",))
+    institution = factory.SelfAttribute("coordinator.institution")
+
+
+class ArmFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "studies.Arm"
+
+    study = factory.SubFactory(StudyFactory)
+    protocol = factory.SubFactory(ProtocolFactory)
+    label = factory.Sequence(lambda n: f"A{n}")
+
+
+class StudyCaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "studies.StudyCase"
+
+    study = factory.SubFactory(StudyFactory)
+    case = factory.SubFactory(CaseFactory, institution=factory.SelfAttribute("..study.institution"))

@@ -1,0 +1,1 @@
+"""Deep-learning reconstruction: fastMRI-compatible networks and weight loading."""

@@ -1,0 +1,250 @@
+"""Blinded reader studies: arms (protocol versions), cases, readers, sessions, reads, answers.
+
+Readers see only :class:`ReadItem` aliases, never arms. :class:`AnswerHistory` is
+append-only (model, queryset and a database trigger, migration 0002).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+def _random_seed() -> int:
+    # Stored as a signed 64-bit column: 63 random bits keep it non-negative for numpy.
+    return secrets.randbits(63)
+
+
+def new_alias() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        CLOSED = "closed_for_analysis", "Closed for analysis"
+
+    title = models.CharField(max_length=200)
+    coordinator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="coordinated_studies"
+    )
+    institution = models.ForeignKey(
+        "accounts.Institution", on_delete=models.PROTECT, related_name="studies"
+    )
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.DRAFT)
+    seed = models.BigIntegerField(default=_random_seed, editable=False)
+    washout_days = models.PositiveIntegerField(default=28)
+    allow_edit_until_session_end = models.BooleanField(default=False)
+    paired_reads = models.BooleanField(
+        default=False, help_text="Also read every pair of arms of a case side by side."
+    )
+    repeat_fraction = models.FloatField(
+        default=0.0, help_text="Fraction of (case, arm) reads repeated for intra-reader agreement."
+    )
+    repeat_washout_days = models.PositiveIntegerField(default=28)
+    opened = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name_plural = "studies"
+        permissions = [("read_study", "Can read the cases of this study as a reader")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(repeat_fraction__gte=0) & models.Q(repeat_fraction__lte=1),
+                name="study_repeat_fraction_0_1",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Arm(models.Model):
+    """One reconstruction under comparison: a specific (immutable) protocol version."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="arms")
+    protocol = models.ForeignKey(
+        "protocols.Protocol", on_delete=models.PROTECT, related_name="study_arms"
+    )
+    label = models.CharField(max_length=32, help_text="Coordinator-facing, e.g. 'A'.")
+
+    class Meta:
+        ordering = ["study", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "label"], name="unique_arm_label"),
+            models.UniqueConstraint(fields=["study", "protocol"], name="unique_arm_protocol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study}: arm {self.label}"
+
+
+class StudyCase(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="study_cases")
+    case = models.ForeignKey("cases.Case", on_delete=models.PROTECT, related_name="+")
+    raw_series = models.ForeignKey(
+        "cases.Series",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The raw series reconstructed per arm; blank if the case has only one.",
+    )
+
+    class Meta:
+        ordering = ["study", "case"]
+        constraints = [models.UniqueConstraint(fields=["study", "case"], name="unique_study_case")]
+
+    def __str__(self) -> str:
+        return f"{self.study}: {self.case.subject_code}"
+
+
+class StudyReader(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="study_readers")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    added = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "reader"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader"], name="unique_study_reader")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study}: reader {self.reader}"
+
+
+class ReadingSession(models.Model):
+    class Kind(models.TextChoices):
+        INDEPENDENT = "independent", "Independent reads"
+        REPEAT = "repeat", "Repeat reads"
+        PAIRED = "paired", "Paired reads"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sessions")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    washout_days = models.PositiveIntegerField(
+        default=0, help_text="Days after the previous session's completion before this opens."
+    )
+    available_from = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    release_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["study", "reader", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "reader", "index"], name="unique_session_index"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study}: session {self.index + 1} of {self.reader}"
+
+    def is_available(self, now=None) -> bool:
+        now = now or timezone.now()
+        return self.available_from is not None and self.available_from <= now
+
+
+class ReadItem(models.Model):
+    """One blinded read: the reader sees only ``alias`` (and ``second_alias`` when paired)."""
+
+    class Kind(models.TextChoices):
+        INDEPENDENT = "independent", "Independent"
+        REPEAT = "repeat", "Repeat"
+        PAIRED = "paired", "Paired"
+
+    session = models.ForeignKey(ReadingSession, on_delete=models.CASCADE, related_name="items")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    order_index = models.PositiveIntegerField()
+    study_case = models.ForeignKey(StudyCase, on_delete=models.PROTECT, related_name="reads")
+    arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="reads")
+    second_arm = models.ForeignKey(
+        Arm, null=True, blank=True, on_delete=models.PROTECT, related_name="paired_reads"
+    )
+    read_index = models.PositiveIntegerField(
+        default=0, help_text="0 for the first read of (case, arm), 1 for its repeat."
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    alias = models.CharField(max_length=32, unique=True, default=new_alias, editable=False)
+    second_alias = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    time_on_case_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["session", "order_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "order_index"], name="unique_read_order")
+        ]
+
+    def __str__(self) -> str:
+        return f"read {self.alias}"
+
+
+class Answer(models.Model):
+    read_item = models.ForeignKey(ReadItem, on_delete=models.PROTECT, related_name="answers")
+    question = models.CharField(max_length=64)
+    value = models.JSONField(null=True)
+    confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["read_item", "question"]
+        constraints = [
+            models.UniqueConstraint(fields=["read_item", "question"], name="unique_answer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.read_item}: {self.question}"
+
+
+class HistoryImmutableError(Exception):
+    """Raised on any attempt to change or delete an answer-history row."""
+
+
+class AnswerHistoryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise HistoryImmutableError("answer history is append-only: update refused")
+
+    def delete(self):
+        raise HistoryImmutableError("answer history is append-only: delete refused")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise HistoryImmutableError("answer history is append-only: bulk_update refused")
+
+
+class AnswerHistory(models.Model):
+    answer = models.ForeignKey(Answer, on_delete=models.PROTECT, related_name="history")
+    old_value = models.JSONField(null=True)
+    new_value = models.JSONField(null=True)
+    old_confidence = models.PositiveSmallIntegerField(null=True)
+    new_confidence = models.PositiveSmallIntegerField(null=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    timestamp = models.DateTimeField(default=timezone.now)
+
+    objects = AnswerHistoryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["answer", "timestamp", "id"]
+        verbose_name_plural = "answer history"
+
+    def __str__(self) -> str:
+        return f"{self.answer} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise HistoryImmutableError("answer history is append-only: change refused")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise HistoryImmutableError("answer history is append-only: delete refused")
