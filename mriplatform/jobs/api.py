@@ -53,8 +53,7 @@ class ReconJobViewSet(viewsets.ReadOnlyModelViewSet):
         job = self.get_object()
         if not manageable_cases(request.user).filter(pk=job.input_series.case_id).exists():
             return Response({"detail": "not your site's case"}, status=403)
-        if job.status != ReconJob.Status.FAILED:
+        if not services.retry_job(job, request.user, request=request):
             return Response({"detail": "only failed jobs can be retried"}, status=409)
-        services.retry_job(job, request.user, request=request)
         job.refresh_from_db()
         return Response(ReconJobSerializer(job).data, status=202)

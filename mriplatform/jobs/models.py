@@ -26,6 +26,9 @@ class ReconJob(models.Model):
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)
+    attempt_limit = models.PositiveIntegerField(
+        default=3, help_text="Attempts allowed before the job fails (raised by each retry)."
+    )
     celery_task_id = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=255, blank=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from mriplatform.audit.services import record
@@ -29,6 +30,7 @@ from mriplatform.jobs.models import ReconJob
 logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.5
+MAX_ATTEMPTS = 3  # per (re)submission; a worker lost more often fails the job
 
 
 def job_state(job: ReconJob) -> dict:
@@ -84,17 +86,43 @@ def submit_jobs(series, protocols, user, request=None) -> tuple[list[ReconJob], 
     return created, existing
 
 
-def retry_job(job: ReconJob, user, request=None) -> None:
+def retry_job(job: ReconJob, user, request=None) -> bool:
+    """Queue a failed job again. Only one of several simultaneous retries wins (the update
+    is conditional on the job still being failed); returns whether this one did."""
     with transaction.atomic():
-        ReconJob.objects.filter(pk=job.pk).update(
-            status=ReconJob.Status.QUEUED, error="", progress_done=0, finished=None
+        changed = ReconJob.objects.filter(pk=job.pk, status=ReconJob.Status.FAILED).update(
+            status=ReconJob.Status.QUEUED,
+            error="",
+            progress_done=0,
+            finished=None,
+            attempt_limit=F("attempts") + MAX_ATTEMPTS,
         )
-        record(user, "jobs.retry", obj=job, request=request)
-        enqueue(job)
+        if changed:
+            record(user, "jobs.retry", obj=job, request=request)
+            enqueue(job)
+    return bool(changed)
 
 
 def output_folder(job: ReconJob) -> str:
     return f"cases/{job.input_series.case_id}/recon/job-{job.pk}"
+
+
+def attempt_folder(job: ReconJob, attempt: int) -> str:
+    """Each attempt writes only here, so two attempts never touch each other's files."""
+    return f"{output_folder(job)}/attempt-{attempt}"
+
+
+def _clear_except(folder: str, keep: str) -> None:
+    """Delete everything under ``folder`` but the ``keep`` sub-folder."""
+    try:
+        dirs, files = default_storage.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in files:
+        default_storage.delete(f"{folder}/{name}")
+    for name in dirs:
+        if f"{folder}/{name}" != keep:
+            _clear_folder(f"{folder}/{name}")
 
 
 def _clear_folder(folder: str) -> None:
@@ -125,6 +153,14 @@ class _Progress:
 
 
 def run_job(job_id: int, worker: str = "") -> str:
+    """Run one attempt of a job (what the Celery task calls).
+
+    Attempts are numbered; each writes into its own folder and may only publish its
+    result while it is still the job's latest attempt (checked under a row lock), so a
+    redelivered or concurrently running duplicate can neither overwrite nor orphan
+    another attempt's output. A job whose worker keeps dying is failed after
+    ``MAX_ATTEMPTS`` attempts instead of being redelivered forever.
+    """
     with transaction.atomic():
         job = (
             ReconJob.objects.select_for_update()
@@ -133,6 +169,16 @@ def run_job(job_id: int, worker: str = "") -> str:
         )
         if job.status == ReconJob.Status.SUCCEEDED:
             return "already succeeded"
+        if job.attempts >= job.attempt_limit:
+            job.status = ReconJob.Status.FAILED
+            job.error = (
+                f"gave up after {job.attempts} attempts: the worker was lost each time "
+                "(out of memory or killed?)"
+            )
+            job.finished = timezone.now()
+            job.save()
+            record(None, "jobs.failed", obj=job, details={"error": job.error})
+            return "failed"
         job.status = ReconJob.Status.RUNNING
         job.attempts += 1
         job.started = timezone.now()
@@ -140,8 +186,9 @@ def run_job(job_id: int, worker: str = "") -> str:
         job.error = ""
         job.progress_done = 0
         job.save()
+    attempt = job.attempts
 
-    folder = output_folder(job)
+    folder = attempt_folder(job, attempt)
     _clear_folder(folder)
     written: list[str] = []
     try:
@@ -164,7 +211,11 @@ def run_job(job_id: int, worker: str = "") -> str:
                 written.append(name)
                 instances.append((sop_uid, number, name))
         provenance = engine.provenance(result, job, worker)
+        provenance["attempt"] = attempt
         with transaction.atomic():
+            current = ReconJob.objects.select_for_update().get(pk=job.pk)
+            if current.attempts != attempt or current.status != ReconJob.Status.RUNNING:
+                raise _Superseded()
             series = Series.objects.create(
                 case=job.input_series.case,
                 kind=Series.Kind.RECONSTRUCTION,
@@ -189,14 +240,26 @@ def run_job(job_id: int, worker: str = "") -> str:
                 finished=timezone.now(),
             )
             record(None, "jobs.succeeded", obj=job, details={"series": series.pk})
+            # Earlier, interrupted attempts' files go once this result is committed.
+            transaction.on_commit(lambda: _clear_except(output_folder(job), folder))
         return "succeeded"
+    except _Superseded:
+        for name in written:
+            default_storage.delete(name)
+        logger.warning("job %s attempt %s was superseded; its output is discarded", job.pk, attempt)
+        return "superseded"
     except Exception as exc:  # noqa: BLE001 - every failure must be visible on the job
         for name in written:
             default_storage.delete(name)
         message = f"{type(exc).__name__}: {exc}"
         logger.warning("job %s failed: %s\n%s", job.pk, message, traceback.format_exc())
-        ReconJob.objects.filter(pk=job.pk).update(
+        # Only the latest attempt may mark the job failed.
+        if ReconJob.objects.filter(pk=job.pk, attempts=attempt).update(
             status=ReconJob.Status.FAILED, error=message[:4000], finished=timezone.now()
-        )
-        record(None, "jobs.failed", obj=job, details={"error": message[:500]})
+        ):
+            record(None, "jobs.failed", obj=job, details={"error": message[:500]})
         return "failed"
+
+
+class _Superseded(Exception):
+    """A newer attempt of the same job started while this one ran."""

@@ -79,9 +79,8 @@ def retry(request, pk: int):
     job = get_object_or_404(
         ReconJob.objects.filter(input_series__case__in=manageable_cases(request.user)), pk=pk
     )
-    if job.status != ReconJob.Status.FAILED:
-        messages.error(request, "Only failed jobs can be retried.")
-    else:
-        services.retry_job(job, request.user, request=request)
+    if services.retry_job(job, request.user, request=request):
         messages.success(request, "Job queued again.")
+    else:
+        messages.error(request, "Only failed jobs can be retried.")
     return redirect("jobs:detail", pk=job.pk)

@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 from django.core.files.storage import default_storage
+from django.db.models import F
 
 import recon_engine
 from mriplatform.accounts.roles import Role
@@ -91,9 +92,13 @@ def test_run_job_stores_series_volume_metrics_and_provenance(admin, raw):
     with default_storage.open(out.file.name) as fh, h5py.File(fh) as h5:
         volume = h5["reconstruction"][()]
     assert volume.shape == (4, 96, 96) and np.isfinite(volume).all()
-    assert job_files(job) == ["dicom/0001.dcm", "dicom/0002.dcm", "dicom/0003.dcm"] + [
-        "dicom/0004.dcm",
-        "reconstruction.h5",
+    assert job_files(job) == [
+        "attempt-1/dicom/0001.dcm",
+        "attempt-1/dicom/0002.dcm",
+        "attempt-1/dicom/0003.dcm",
+    ] + [
+        "attempt-1/dicom/0004.dcm",
+        "attempt-1/reconstruction.h5",
     ]
 
     # Zero-filled R=4 of a simulated brain: clearly degraded, clearly not noise.
@@ -177,7 +182,9 @@ def test_failure_while_writing_removes_written_files(admin, raw, monkeypatch):
     assert job_files(job) == []  # reconstruction.h5 was written, then removed
 
 
-def test_retry_requeues_and_a_new_attempt_starts_clean(admin, raw, monkeypatch):
+def test_retry_requeues_and_a_new_attempt_starts_clean(
+    admin, raw, monkeypatch, django_capture_on_commit_callbacks
+):
     sent = []
     monkeypatch.setattr(services, "enqueue", sent.append)
     (job,), _ = services.submit_jobs([raw], [ProtocolFactory()], admin)
@@ -188,7 +195,8 @@ def test_retry_requeues_and_a_new_attempt_starts_clean(admin, raw, monkeypatch):
     services.retry_job(job, admin)
     job.refresh_from_db()
     assert job.status == ReconJob.Status.QUEUED and job.error == "" and sent[-1] == job
-    assert services.run_job(job.pk) == "succeeded"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.run_job(job.pk) == "succeeded"
     job.refresh_from_db()
     assert "dicom/0099.dcm" not in job_files(job) and len(job_files(job)) == 5
     assert AuditEvent.objects.filter(action="jobs.retry").count() == 1
@@ -232,3 +240,35 @@ def test_job_on_an_ismrmrd_upload_uses_its_own_sampling(admin, media_root, tmp_p
     np.testing.assert_allclose(volume, reference, rtol=1e-4, atol=1e-5)
     assert job.provenance["sampling"]["pattern"] == "as_acquired"
     assert job.provenance["sampling"]["acquired_acceleration"] == pytest.approx(1.0)
+
+
+def test_a_superseded_attempt_publishes_nothing(admin, raw, monkeypatch):
+    """Two attempts of one job (redelivery while the first still runs): only the latest
+    may publish; the older one's files are removed and no second series appears."""
+    (job,), _ = services.submit_jobs([raw], [ProtocolFactory()], admin)
+    real = services.engine.reconstruct_series
+
+    def overtaken(*args, **kwargs):
+        result = real(*args, **kwargs)
+        ReconJob.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)  # a newer attempt
+        return result
+
+    monkeypatch.setattr(services.engine, "reconstruct_series", overtaken)
+    assert services.run_job(job.pk) == "superseded"
+    job.refresh_from_db()
+    assert job.output_series is None and job.status == ReconJob.Status.RUNNING
+    assert not Series.objects.filter(kind=Series.Kind.RECONSTRUCTION).exists()
+    assert job_files(job) == []
+
+
+def test_a_job_whose_worker_keeps_dying_fails_after_the_attempt_limit(admin, raw):
+    (job,), _ = services.submit_jobs([raw], [ProtocolFactory()], admin)
+    ReconJob.objects.filter(pk=job.pk).update(
+        status=ReconJob.Status.RUNNING, attempts=services.MAX_ATTEMPTS
+    )
+    assert services.run_job(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == ReconJob.Status.FAILED and "gave up after 3 attempts" in job.error
+    assert services.retry_job(job, admin) and not services.retry_job(job, admin)
+    job.refresh_from_db()
+    assert job.attempt_limit == job.attempts + services.MAX_ATTEMPTS

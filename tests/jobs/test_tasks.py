@@ -148,7 +148,10 @@ def test_worker_killed_mid_job_is_redelivered_and_completes(
     assert job.metrics["nmse"] < 0.1  # a real image, not a half-finished one
     assert Series.objects.filter(kind=Series.Kind.RECONSTRUCTION).count() == 1
     assert job.output_series.instances.count() == 4
-    assert job_files(job) == [f"dicom/{n:04d}.dcm" for n in range(1, 5)] + ["reconstruction.h5"]
+    # Only the winning attempt's files remain; the killed attempt's folder is gone.
+    assert job_files(job) == [f"attempt-2/dicom/{n:04d}.dcm" for n in range(1, 5)] + [
+        "attempt-2/reconstruction.h5"
+    ]
     # The worker (prefork) replaced its child and still serves jobs.
     (new_child,) = pool_processes(celery_worker_process)
     assert new_child != child
