@@ -16,5 +16,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+# The Django admin is for superusers only: it is not limited to one site and can grant
+# roles, so site administrators work through the platform's own pages.
+admin.site.has_permission = lambda request: request.user.is_active and request.user.is_superuser
 admin.site.site_header = "ReconTrial administration"
 admin.site.site_title = "ReconTrial"

@@ -22,7 +22,7 @@ from recon_engine import __version__
 from recon_engine.device import default_device, describe_device
 from recon_engine.io.dicom import write_dicom_series
 from recon_engine.io.fastmri import read_fastmri, read_reconstruction, write_reconstruction
-from recon_engine.io.ismrmrd_header import parse_ismrmrd_header
+from recon_engine.io.ismrmrd_header import image_geometry, parse_ismrmrd_header
 from recon_engine.metrics import evaluate
 from recon_engine.registry import ReconError, ReconInput, get_method
 from recon_engine.sampling import acs_region, infer_mask
@@ -140,6 +140,10 @@ def reconstruct_kspace(
         raise ReconError(f"{method} needs a fully sampled centre (ACS), and this mask has none")
     s = kspace.shape[0]
     batch = batch_size or slice_batch_size(tuple(kspace.shape))
+    if spec.family == "simultaneous_multislice":
+        # SMS groups slices across the whole volume (g, g + S/MB, ...): a batch would
+        # change which slices are excited together.
+        batch = s
     per_slice_mask = mask.shape[0] == s and s > 1
     update, close = _progress_bar(progress, s, label or method)
     images, timings, infos = [], {}, []
@@ -304,9 +308,7 @@ def reconstruct_file(
         spacing = (1.0, 1.0)
         thickness = 1.0
         if header_info is not None:
-            fov = header_info.recon_fov_mm
-            spacing = (fov[0] / full_shape[0], fov[1] / full_shape[1])
-            thickness = fov[2]
+            spacing, thickness = image_geometry(header_info, full_shape)
         files = write_dicom_series(
             dicom_dir,
             volume,

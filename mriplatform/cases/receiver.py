@@ -107,15 +107,24 @@ class Receiver:
                     series.pk,
                     case.subject_code,
                 )
-            except IngestError as exc:
-                logger.warning("refused a series from %s: %s", sender, exc)
+            except Exception as exc:  # noqa: BLE001 - a lost series must leave a trace
+                # IngestError: refused input. Anything else (a race on the subject code, a
+                # storage outage) must not vanish silently either: log and audit it.
+                level = logging.WARNING if isinstance(exc, IngestError) else logging.ERROR
+                logger.log(
+                    level,
+                    "refused a series from %s: %s",
+                    sender,
+                    exc,
+                    exc_info=not isinstance(exc, IngestError),
+                )
                 record(
                     None,
                     "case.receive_refused",
                     details={
                         "sender": sender,
                         "institution": self.institution.code,
-                        "error": str(exc),
+                        "error": f"{type(exc).__name__}: {exc}"[:500],
                     },
                 )
 

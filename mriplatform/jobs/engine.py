@@ -23,7 +23,7 @@ import recon_engine
 from recon_engine.fft import ifftc, rss
 from recon_engine.io.dicom import write_dicom_series
 from recon_engine.io.fastmri import read_fastmri, write_reconstruction
-from recon_engine.io.ismrmrd_header import parse_ismrmrd_header
+from recon_engine.io.ismrmrd_header import image_geometry, parse_ismrmrd_header
 from recon_engine.metrics import evaluate
 from recon_engine.pipeline import center_crop, crop_to_reference, reconstruct_kspace
 from recon_engine.registry import ReconError
@@ -107,8 +107,7 @@ def reconstruct_series(path: Path, protocol, progress=None) -> EngineResult:
     if raw.header:
         try:
             header = parse_ismrmrd_header(raw.header)
-            fov, matrix = header.recon_fov_mm, result.volume.shape[-2:]
-            spacing, thickness = (fov[0] / matrix[0], fov[1] / matrix[1]), fov[2]
+            spacing, thickness = image_geometry(header, result.volume.shape[-2:])
         except ReconError:
             pass
     return EngineResult(

@@ -120,6 +120,15 @@ class Protocol(models.Model):
             self.params = spec.validate(self.params)
         except ParameterError as exc:
             raise ValidationError({"params": str(exc)}) from None
+        if spec.family == "simultaneous_multislice" and self.sms_factor != self.params.get(
+            "multiband", self.sms_factor
+        ):
+            raise ValidationError(
+                {
+                    "sms_factor": f"must equal the method's multiband ({self.params['multiband']}):"
+                    " it sets the acquisition time of the slices excited together"
+                }
+            )
         if self.acceleration < 1:
             raise ValidationError({"acceleration": "must be at least 1"})
         if self.mask_pattern == MaskPattern.AS_ACQUIRED and self.acceleration != 1:

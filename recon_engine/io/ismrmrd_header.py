@@ -158,3 +158,17 @@ def parse_ismrmrd_header(xml: str | bytes) -> HeaderInfo:
         tr_ms=float(seq.TR[0]) if seq is not None and seq.TR else None,
         te_ms=float(seq.TE[0]) if seq is not None and seq.TE else None,
     )
+
+
+def image_geometry(
+    info: HeaderInfo, matrix: tuple[int, int]
+) -> tuple[tuple[float, float], float]:
+    """``((row spacing, column spacing) mm, slice thickness mm)`` of images reconstructed
+    on the k-space ``matrix`` (H = readout, W = phase encode).
+
+    The image grid spans the *encoded* field of view: fastMRI oversamples the readout 2x,
+    so dividing the (smaller) recon FOV by the k-space matrix would halve the spacing.
+    Cropping to the recon size later does not change the spacing.
+    """
+    fov = info.encoded_fov_mm
+    return (fov[0] / matrix[0], fov[1] / matrix[1]), fov[2]

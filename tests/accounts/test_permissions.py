@@ -53,3 +53,13 @@ def test_object_permission_is_per_institution(make_user):
     assert admin.has_perm("accounts.change_institution", mine)
     assert not admin.has_perm("accounts.change_institution", other)
     assert not admin.has_perm("accounts.change_institution")  # no model-wide right
+
+
+def test_admin_site_is_for_superusers_only_even_for_staff_site_admins(client, make_user):
+    staff_admin = make_user(Role.SITE_ADMIN, is_staff=True)
+    client.force_login(staff_admin)
+    response = client.get(reverse("admin:accounts_user_change", args=[staff_admin.pk]))
+    assert response.status_code == 302 and "login" in response["Location"]
+    superuser = make_user(is_staff=True, is_superuser=True)
+    client.force_login(superuser)
+    assert client.get(reverse("admin:index")).status_code == 200

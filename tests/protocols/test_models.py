@@ -86,3 +86,19 @@ def test_acquisition_time_and_reduction_follow_the_formula():
     )
     assert sms.acquisition_time_s == pytest.approx(256 * 3.0 * 2 / (2 * 2 * 4))
     assert reference.time_reduction is None
+
+
+def test_sms_factor_must_match_the_methods_multiband():
+    p = Protocol(
+        name="SMS",
+        method="sms_slice_grappa",
+        params={"multiband": 3},
+        mask_pattern="as_acquired",
+        acceleration=1,
+        sms_factor=2,
+    )
+    with pytest.raises(ValidationError) as info:
+        p.full_clean()
+    assert "sms_factor" in info.value.message_dict
+    p.sms_factor = 3
+    p.full_clean()

@@ -326,3 +326,39 @@ def test_nifti_bad_input(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3, 2), np.float32), np.eye(4)), tmp_path / "4d.nii")
     with pytest.raises(ReconError, match="3D volume"):
         read_nifti(tmp_path / "4d.nii")
+
+
+def test_image_geometry_uses_the_encoded_fov_like_fastmri_knee():
+    """fastMRI knee: 640 x 368 k-space over an encoded FOV of 280 x 140 mm (readout 2x
+    oversampled), recon FOV 140 x 140 mm on 320 x 320: pixels are 0.4375 mm, not half."""
+    from recon_engine.io.ismrmrd_header import HeaderInfo, image_geometry
+
+    info = HeaderInfo(
+        encoded_matrix=(640, 368, 1),
+        recon_matrix=(320, 320, 1),
+        encoded_fov_mm=(280.0, 161.0, 4.5),
+        recon_fov_mm=(140.0, 140.0, 4.5),
+        **{k: v for k, v in _header_defaults().items()},
+    )
+    (row, col), thickness = image_geometry(info, (640, 368))
+    assert row == pytest.approx(0.4375) and col == pytest.approx(161.0 / 368)
+    assert thickness == 4.5
+
+
+def _header_defaults() -> dict:
+    import dataclasses
+
+    from recon_engine.io.ismrmrd_header import HeaderInfo
+
+    given = {"encoded_matrix", "recon_matrix", "encoded_fov_mm", "recon_fov_mm"}
+    out = {}
+    for f in dataclasses.fields(HeaderInfo):
+        if f.name in given:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None
+    return out

@@ -230,3 +230,26 @@ def test_evaluate_file_follows_fastmri_evaluate(tmp_path):
         hf["reconstruction"] = target[:1]
     with pytest.raises(ReconError, match="slice count"):
         evaluate_file(tmp_path / "short.h5", tmp_path / "t.h5")
+
+
+def test_sms_methods_get_the_whole_volume_whatever_the_batch_size():
+    """SMS excites slices g, g + S/MB, ... together: a batch of 4 out of 6 slices with
+    MB = 3 cannot be grouped, so the pipeline must not split SMS volumes."""
+    import torch
+
+    from recon_engine.pipeline import reconstruct_kspace
+    from recon_engine.simulation import simulate_multicoil
+
+    image = torch.zeros(6, 48, 48)
+    image[:, 12:36, 12:36] = torch.linspace(0.5, 1.0, 6)[:, None, None]
+    sim = simulate_multicoil(image, n_coils=8, snr=None, seed=0)
+    mask = torch.ones(1, 1, 1, 48)
+    result = reconstruct_kspace(
+        sim.kspace,
+        mask,
+        "sms_sense",
+        {"multiband": 3, "acs_lines": 16},
+        progress=False,
+        batch_size=4,
+    )
+    assert result.volume.shape == (6, 48, 48)
