@@ -23,7 +23,11 @@ import recon_engine
 from recon_engine.fft import ifftc, rss
 from recon_engine.io.dicom import write_dicom_series
 from recon_engine.io.fastmri import read_fastmri, write_reconstruction
-from recon_engine.io.ismrmrd_header import image_geometry, parse_ismrmrd_header
+from recon_engine.io.ismrmrd_header import (
+    acquired_window,
+    image_geometry,
+    parse_ismrmrd_header,
+)
 from recon_engine.metrics import evaluate
 from recon_engine.pipeline import center_crop, crop_to_reference, reconstruct_kspace
 from recon_engine.registry import ReconError
@@ -47,9 +51,23 @@ def reconstruct_series(path: Path, protocol, progress=None) -> EngineResult:
     """Apply ``protocol`` (sampling + method) to the raw k-space file at ``path``."""
     raw = read_fastmri(path)
     kspace = raw.kspace
+    header = None
+    if raw.header:
+        try:
+            header = parse_ismrmrd_header(raw.header)
+        except ReconError:
+            header = None
+    # fastMRI pads k-space with zero columns outside the acquired window: they are not
+    # "missing" lines, so they don't count against full sampling.
+    left, right = acquired_window(header, kspace.shape[-1])
     acquired = raw.mask if raw.mask is not None else infer_mask(kspace)
-    acquired_r = float(acquired.numel() / max(float(acquired.sum()), 1.0))
-    sampling: dict = {"pattern": protocol.mask_pattern, "acquired_acceleration": acquired_r}
+    window = acquired[..., left:right]
+    acquired_r = float(window.numel() / max(float(window.sum()), 1.0))
+    sampling: dict = {
+        "pattern": protocol.mask_pattern,
+        "acquired_acceleration": acquired_r,
+        "acquired_columns": [left, right],
+    }
     if protocol.mask_pattern == "as_acquired":
         mask = acquired
     else:
@@ -66,7 +84,9 @@ def reconstruct_series(path: Path, protocol, progress=None) -> EngineResult:
             seed=protocol.mask_seed,
             center_fraction=protocol.center_fraction,
         )
-        mask = made.mask
+        mask = made.mask.clone()
+        mask[..., :left] = 0  # as fastMRI: padding columns are never "sampled"
+        mask[..., right:] = 0
         kspace = kspace * mask
         sampling.update(
             acceleration=protocol.acceleration,
@@ -104,12 +124,8 @@ def reconstruct_series(path: Path, protocol, progress=None) -> EngineResult:
         metrics["reference"] = "fully sampled root-sum-of-squares"
 
     spacing, thickness = (1.0, 1.0), 1.0
-    if raw.header:
-        try:
-            header = parse_ismrmrd_header(raw.header)
-            spacing, thickness = image_geometry(header, result.volume.shape[-2:])
-        except ReconError:
-            pass
+    if header is not None:
+        spacing, thickness = image_geometry(header, result.volume.shape[-2:])
     return EngineResult(
         image=image.astype(np.float32),
         maps=maps,

@@ -25,6 +25,7 @@ class HeaderInfo:
     center_line: ``kspace_encoding_step_1`` centre (index of the DC line), or ``None``.
     n_slices: ``slice.maximum + 1`` from the encoding limits (1 if absent).
     n_coils: ``receiverChannels`` or ``None``.
+    last_line: ``kspace_encoding_step_1`` maximum, or ``None``.
     """
 
     encoded_matrix: tuple[int, int, int]
@@ -38,6 +39,7 @@ class HeaderInfo:
     n_coils: int | None
     tr_ms: float | None
     te_ms: float | None
+    last_line: int | None = None  # kspace_encoding_step_1 maximum
 
 
 def make_ismrmrd_header(
@@ -157,12 +159,11 @@ def parse_ismrmrd_header(xml: str | bytes) -> HeaderInfo:
         else None,
         tr_ms=float(seq.TR[0]) if seq is not None and seq.TR else None,
         te_ms=float(seq.TE[0]) if seq is not None and seq.TE else None,
+        last_line=int(step1.maximum) if step1 is not None else None,
     )
 
 
-def image_geometry(
-    info: HeaderInfo, matrix: tuple[int, int]
-) -> tuple[tuple[float, float], float]:
+def image_geometry(info: HeaderInfo, matrix: tuple[int, int]) -> tuple[tuple[float, float], float]:
     """``((row spacing, column spacing) mm, slice thickness mm)`` of images reconstructed
     on the k-space ``matrix`` (H = readout, W = phase encode).
 
@@ -172,3 +173,20 @@ def image_geometry(
     """
     fov = info.encoded_fov_mm
     return (fov[0] / matrix[0], fov[1] / matrix[1]), fov[2]
+
+
+def acquired_window(info: HeaderInfo | None, width: int) -> tuple[int, int]:
+    """Phase-encode columns ``[left, right)`` of a fastMRI k-space that were acquired.
+
+    fastMRI stores k-space zero-padded to the encoded matrix; the acquired lines sit where
+    the encoding limits put them (fastMRI's data loader: ``left = encoded_y // 2 -
+    center``, ``right = left + maximum + 1``). Without usable limits every column counts.
+    """
+    if info is None or info.center_line is None or info.last_line is None:
+        return 0, width
+    encoded_y = info.encoded_matrix[1]
+    left = encoded_y // 2 - info.center_line
+    right = left + info.last_line + 1
+    if encoded_y != width or not 0 <= left < right <= width:
+        return 0, width
+    return left, right
