@@ -225,6 +225,9 @@ SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
 # Celery. Embedded default: kombu's filesystem transport (no server) and a file result
 # backend; production/CI: Redis for both.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if PRODUCTION and CELERY_BROKER_URL.startswith("filesystem://"):
+    # The filesystem broker loses messages with its worker's disk and can't span machines.
+    raise ImproperlyConfigured("production needs a real broker: set CELERY_BROKER_URL (Redis)")
 _broker_dir = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed", "results"):

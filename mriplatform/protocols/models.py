@@ -143,12 +143,13 @@ class Protocol(models.Model):
     def new_version(self, user=None, **changes) -> Protocol:
         """Save a copy with ``changes`` as the lineage's next (current) version."""
         with transaction.atomic():
-            latest = (
+            # Lock every version of the lineage (not just one row), so two concurrent
+            # edits queue up and each gets its own version number.
+            latest = list(
                 Protocol.objects.select_for_update()
                 .filter(lineage=self.lineage)
                 .order_by("-version")
-                .first()
-            )
+            )[0]
             Protocol.objects.filter(lineage=self.lineage).update(is_current=False)
             fields = {f: getattr(self, f) for f in SCIENTIFIC_FIELDS}
             fields["description"] = self.description

@@ -94,7 +94,12 @@ def test_object_storage_when_bucket_set(tmp_path):
 
 def test_production_is_secure_by_default(tmp_path):
     s = settings_under(
-        {"DJANGO_ENV": "production", "SECRET_KEY": PROD_KEY, "ALLOWED_HOSTS": "trial.example"},
+        {
+            "DJANGO_ENV": "production",
+            "SECRET_KEY": PROD_KEY,
+            "ALLOWED_HOSTS": "trial.example",
+            "CELERY_BROKER_URL": "redis://cache.example:6379/0",
+        },
         tmp_path,
     )
     assert s["session_secure"] and s["csrf_secure"]
@@ -117,6 +122,7 @@ def test_production_is_secure_by_default(tmp_path):
             "DEBUG",
         ),
         ({"DJANGO_ENV": "staging"}, "DJANGO_ENV"),
+        ({"DJANGO_ENV": "production", "SECRET_KEY": PROD_KEY, "ALLOWED_HOSTS": "x"}, "broker"),
     ],
 )
 def test_production_refuses_unsafe_configuration(tmp_path, env, message):
@@ -132,6 +138,7 @@ def test_check_deploy_has_no_warnings(tmp_path):
             "SECRET_KEY": PROD_KEY,
             "ALLOWED_HOSTS": "trial.example",
             "VAR_DIR": str(tmp_path / "var"),
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
         }
     )
     result = subprocess.run(
