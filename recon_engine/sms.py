@@ -386,3 +386,27 @@ def sense_sms(
         "lambda_eff": lam,
     }
     return images, info
+
+
+def sms_params() -> tuple:
+    """The acquisition parameters every SMS method takes (one declaration for all)."""
+    from recon_engine.registry import Param
+
+    return (
+        Param(
+            "multiband",
+            "int",
+            2,
+            "Slices excited simultaneously (must divide the slice count)",
+            min=2,
+            max=8,
+        ),
+        Param(
+            "fov_shift",
+            "int",
+            0,
+            "CAIPI shift FOV/fov_shift per slice; 0 = multiband x in-plane R",
+            min=0,
+            max=16,
+        ),
+    )

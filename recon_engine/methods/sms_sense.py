@@ -9,7 +9,7 @@ import torch
 from recon_engine.espirit import espirit_maps
 from recon_engine.grappa import find_acs, normalise_mask, validate_kspace
 from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, ReconOutput, register
-from recon_engine.sms import acquired_lattice, collapse_sms, sense_sms
+from recon_engine.sms import acquired_lattice, collapse_sms, sense_sms, sms_params
 
 
 def _sync(device: torch.device) -> None:
@@ -108,22 +108,7 @@ SPEC = register(
         ),
         run=run,
         params=(
-            Param(
-                "multiband",
-                "int",
-                2,
-                "Slices excited simultaneously (must divide the slice count)",
-                min=2,
-                max=8,
-            ),
-            Param(
-                "fov_shift",
-                "int",
-                0,
-                "CAIPI shift FOV/fov_shift per slice; 0 = multiband x in-plane R",
-                min=0,
-                max=16,
-            ),
+            *sms_params(),
             Param(
                 "acs_lines",
                 "int",

@@ -21,6 +21,7 @@ from recon_engine.sms import (
     collapse_sms,
     separate_slices,
     slice_leakage,
+    sms_params,
 )
 
 
@@ -155,22 +156,7 @@ SPEC = register(
         ),
         run=run,
         params=(
-            Param(
-                "multiband",
-                "int",
-                2,
-                "Slices excited simultaneously (must divide the slice count)",
-                min=2,
-                max=8,
-            ),
-            Param(
-                "fov_shift",
-                "int",
-                0,
-                "CAIPI shift FOV/fov_shift per slice; 0 = multiband x in-plane R",
-                min=0,
-                max=16,
-            ),
+            *sms_params(),
             Param("kernel_rx", "int", 5, "Kernel size along readout, in samples", min=1, max=15),
             Param(
                 "kernel_ry",
