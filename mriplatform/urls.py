@@ -10,6 +10,8 @@ urlpatterns = [
     path("cases/", include("mriplatform.cases.urls")),
     path("protocols/", include("mriplatform.protocols.urls")),
     path("jobs/", include("mriplatform.jobs.urls")),
+    path("studies/", include("studies.urls")),
+    path("read/", include("studies.urls_reading")),
     path("api/", include(("mriplatform.api_urls", "api"))),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -46,7 +46,19 @@ class Study(models.Model):
         default=0.0, help_text="Fraction of (case, arm) reads repeated for intra-reader agreement."
     )
     repeat_washout_days = models.PositiveIntegerField(default=28)
+    reference_arm = models.ForeignKey(
+        "Arm",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The standard-of-care arm: reference readers read it; analyses compare to it.",
+    )
     opened = models.DateTimeField(null=True, blank=True)
+    closed = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -208,6 +220,110 @@ class Answer(models.Model):
         return f"{self.read_item}: {self.question}"
 
 
+class Question(models.Model):
+    """One item of a study's reading form; answers refer to it by ``key``.
+
+    ``kind`` fixes the shape of an answer's value (checked by
+    :func:`studies.questions.validate_answer`): Likert -> int in [scale_min, scale_max];
+    finding -> one of ``choices`` (present/absent or grades), with a confidence 1-5 when
+    ``with_confidence`` (the ROC rating); number -> float in ``unit``; text -> str; choice
+    -> one of ``choices``; roi -> ``{"shape", "mean", "sd", "area_mm2", ...}`` from the
+    viewer; preference (paired reads only) -> "left" | "right" | "equal".
+    """
+
+    class Kind(models.TextChoices):
+        LIKERT = "likert", "Likert score"
+        FINDING = "finding", "Diagnostic finding"
+        NUMBER = "number", "Measurement"
+        TEXT = "text", "Free text"
+        CHOICE = "choice", "Single choice"
+        ROI = "roi", "Region of interest"
+        PREFERENCE = "preference", "Side-by-side preference"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="questions")
+    key = models.SlugField(max_length=64)
+    order = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    label = models.CharField(max_length=200)
+    help_text = models.CharField(max_length=500, blank=True)
+    criterion = models.CharField(
+        max_length=64, blank=True, help_text="e.g. overall quality, noise, sharpness, artifacts"
+    )
+    structure = models.CharField(max_length=64, blank=True, help_text="Anatomical structure.")
+    scale_min = models.SmallIntegerField(null=True, blank=True)
+    scale_max = models.SmallIntegerField(null=True, blank=True)
+    anchors = models.JSONField(
+        default=dict, blank=True, help_text='Likert anchors, {"1": "non-diagnostic", ...}.'
+    )
+    choices = models.JSONField(default=list, blank=True)
+    with_confidence = models.BooleanField(default=False)
+    unit = models.CharField(max_length=16, blank=True)
+    required = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["study", "order", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "key"], name="unique_question_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study}: {self.key}"
+
+
+class ReferenceRead(models.Model):
+    """One reference-panel member's value for (case, question), before adjudication."""
+
+    study_case = models.ForeignKey(
+        StudyCase, on_delete=models.CASCADE, related_name="reference_reads"
+    )
+    question = models.CharField(max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    value = models.JSONField()
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["study_case", "question", "user"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study_case", "question", "user"], name="unique_reference_read"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_case}: {self.question} by {self.user}"
+
+
+class ReferenceStandard(models.Model):
+    """The truth for (case, question): by consensus, CSV import, agreement or adjudication."""
+
+    class Source(models.TextChoices):
+        CONSENSUS = "consensus", "Consensus panel"
+        IMPORT = "import", "Imported (e.g. arthroscopy)"
+        AGREEMENT = "agreement", "Two reference readers agreed"
+        ADJUDICATED = "adjudicated", "Adjudicated"
+
+    study_case = models.ForeignKey(StudyCase, on_delete=models.CASCADE, related_name="truths")
+    question = models.CharField(max_length=64)
+    value = models.JSONField()
+    source = models.CharField(max_length=12, choices=Source.choices)
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    entered_at = models.DateTimeField(default=timezone.now)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["study_case", "question"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study_case", "question"], name="unique_reference_standard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study_case}: {self.question} = {self.value}"
+
+
 class HistoryImmutableError(Exception):
     """Raised on any attempt to change or delete an answer-history row."""
 
@@ -248,3 +364,38 @@ class AnswerHistory(models.Model):
 
     def delete(self, *args, **kwargs):
         raise HistoryImmutableError("answer history is append-only: delete refused")
+
+
+class AnalysisRun(models.Model):
+    """One statistician's analysis of a closed study, run on a Celery worker.
+
+    ``parameters`` holds exactly what the analysis used (chosen analyses, reference arm,
+    margins, bootstrap count, seed) so the bundle can reproduce it; ``result`` the numbers
+    (every result's ``to_dict()``); report files live under ``output_dir`` in MEDIA_ROOT.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="analysis_runs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    parameters = models.JSONField(default=dict)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+    output_dir = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"analysis {self.pk} of {self.study}"

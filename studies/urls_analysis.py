@@ -1,0 +1,3 @@
+"""URL patterns for the analysis pages of reader studies."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""URL patterns for the design pages of reader studies."""
+
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""URL patterns of the reader's pages under /read/ (namespace ``reading``)."""
+
+app_name = "reading"
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""URL patterns for the reference pages of reader studies."""
+
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Views of the studies app, one module per user journey."""

@@ -1,0 +1,1 @@
+"""Study pages: analysis (see studies/urls_analysis.py)."""

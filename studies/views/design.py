@@ -1,0 +1,1 @@
+"""Study pages: design (see studies/urls_design.py)."""

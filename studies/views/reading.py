@@ -1,0 +1,1 @@
+"""Study pages: reading (see studies/urls_reading.py)."""

@@ -1,0 +1,1 @@
+"""Study pages: reference (see studies/urls_reference.py)."""
