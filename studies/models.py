@@ -64,7 +64,11 @@ class Study(models.Model):
     class Meta:
         ordering = ["-created"]
         verbose_name_plural = "studies"
-        permissions = [("read_study", "Can read the cases of this study as a reader")]
+        permissions = [
+            ("read_study", "Can read the cases of this study as a reader"),
+            ("reference_study", "Can enter reference-standard reads for this study"),
+            ("adjudicate_study", "Can adjudicate reference-standard disagreements"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(repeat_fraction__gte=0) & models.Q(repeat_fraction__lte=1),

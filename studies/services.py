@@ -337,6 +337,33 @@ def submit_read(item: ReadItem, user, now: datetime | None = None) -> ReadItem:
     return item
 
 
+@transaction.atomic
+def close_study(study: Study, user, reason: str, now: datetime | None = None) -> Study:
+    """Close an open study for analysis: reading stops and the arms are unblinded to the
+    coordinator and statisticians. Audited with the reason and the reads left unsubmitted."""
+    now = now or timezone.now()
+    if not reason or not reason.strip():
+        raise ValidationError("closing a study for analysis needs a reason")
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != Study.Status.OPEN:
+        raise StudyError(f"study is {study.get_status_display().lower()}, not open")
+    unsubmitted = ReadItem.objects.filter(
+        session__study=study, submitted_at__isnull=True
+    ).count()
+    study.status = Study.Status.CLOSED
+    study.closed = now
+    study.closed_by = user
+    study.save(update_fields=["status", "closed", "closed_by"])
+    record(
+        user,
+        "study.close_for_analysis",
+        study,
+        changes={"status": [Study.Status.OPEN, Study.Status.CLOSED]},
+        details={"reason": reason.strip(), "unsubmitted_reads": unsubmitted},
+    )
+    return study
+
+
 def study_progress(study: Study) -> list[dict[str, Any]]:
     """Counts per reader and session (never answers): reads total and submitted, status."""
     rows = (
