@@ -54,7 +54,18 @@ def enqueue(job: ReconJob) -> None:
     from mriplatform.jobs.tasks import reconstruct
 
     def send() -> None:
-        result = reconstruct.apply_async(args=[job.pk], queue="recon")
+        try:
+            result = reconstruct.apply_async(args=[job.pk], queue="recon")
+        except Exception as exc:  # kombu/redis/OS errors: whatever the broker transport raises
+            # The job row is committed; without this it would stay "queued" forever with
+            # no task behind it. Failing it visibly lets the user retry once the broker is up.
+            logger.exception("could not send job %s to the broker", job.pk)
+            ReconJob.objects.filter(pk=job.pk, status=ReconJob.Status.QUEUED).update(
+                status=ReconJob.Status.FAILED,
+                error=f"could not reach the task broker ({exc}); retry when it is back",
+                finished=timezone.now(),
+            )
+            return
         ReconJob.objects.filter(pk=job.pk).update(celery_task_id=result.id)
 
     transaction.on_commit(send)

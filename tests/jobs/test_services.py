@@ -52,6 +52,30 @@ def test_batch_submission_is_every_pair_once(admin, media_root, raw_case_file, m
     assert AuditEvent.objects.filter(action="jobs.submit").count() == 1
 
 
+def test_unreachable_broker_fails_the_job_visibly_and_retry_works(
+    admin, raw, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from mriplatform.jobs.tasks import reconstruct
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(reconstruct, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        (job,), _ = services.submit_jobs([raw], [ProtocolFactory()], admin)
+    job.refresh_from_db()
+    assert job.status == ReconJob.Status.FAILED
+    assert "could not reach the task broker" in job.error and "Connection refused" in job.error
+
+    sent = []
+    monkeypatch.setattr(services, "enqueue", sent.append)
+    assert services.retry_job(job, admin)
+    job.refresh_from_db()
+    assert job.status == ReconJob.Status.QUEUED and sent == [job]
+
+
 def test_only_raw_series_can_be_submitted(admin, media_root, mr_series_files):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
