@@ -204,6 +204,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2_6
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10_485_760)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=4 * 1024**3)
 
+# DICOM receiver: the calling AE titles and IP addresses allowed to send (empty = any).
+DICOM_ALLOWED_AETS = env.list("DICOM_ALLOWED_AETS", default=[])
+DICOM_ALLOWED_HOSTS = env.list("DICOM_ALLOWED_HOSTS", default=[])
+
 # Security headers and cookies. Cookies are secure and HSTS on in production.
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the viewer's JavaScript reads it for AJAX posts

@@ -4,6 +4,11 @@ de-identified series of a case, through the same ingest as browser uploads.
 Instances are kept in memory until the association is released (never written to disk
 before de-identification). An aborted association stores nothing. Sends of the same
 patient and study land in the same case, found by a keyed hash of the identifiers.
+
+Only listed senders are served: calling AE titles (checked by pynetdicom when the
+association is requested) and IP addresses (checked per C-STORE). Each instance is
+validated before it is acknowledged, so a modality sees a failure status for an object
+the platform will not keep instead of a success followed by a silent drop.
 """
 
 from __future__ import annotations
@@ -26,12 +31,16 @@ from pynetdicom.sop_class import (
 )
 
 from mriplatform.audit.services import record
+from mriplatform.cases.ingest import validate_dicom
 from mriplatform.cases.models import Case
 from mriplatform.cases.services import IngestError, ingest_files
 
 logger = logging.getLogger(__name__)
 
 ACCEPTED = (MRImageStorage, EnhancedMRImageStorage)
+STATUS_SUCCESS = 0x0000
+STATUS_NOT_AUTHORISED = 0x0124  # PS3.7 C.4.2.1.4 general status "Refused: Not Authorized"
+STATUS_CANNOT_UNDERSTAND = 0xC000  # PS3.4 Table B.2-1 Storage "Error: Cannot understand"
 
 
 def source_key(patient_id: str, study_uid: str) -> str:
@@ -64,24 +73,60 @@ def case_for(institution, patient_id: str, study_uid: str) -> Case:
 class Receiver:
     """Holds the instances of each association until it is released."""
 
-    def __init__(self, institution):
+    def __init__(
+        self,
+        institution,
+        allowed_aets: list[str] | None = None,
+        allowed_hosts: list[str] | None = None,
+    ):
+        """allowed_aets / allowed_hosts: senders served; None or empty serves every one."""
         self.institution = institution
+        self.allowed_aets = [a.strip() for a in allowed_aets or [] if a.strip()]
+        self.allowed_hosts = {h.strip() for h in allowed_hosts or [] if h.strip()}
         self.pending: dict[int, dict[tuple[str, str, str], list[bytes]]] = defaultdict(
             lambda: defaultdict(list)
         )
 
+    def _refuse(self, event, reason: str) -> None:
+        sender = event.assoc.requestor
+        logger.warning(
+            "refused an instance from %s (%s): %s", sender.ae_title, sender.address, reason
+        )
+        record(
+            None,
+            "case.receive_refused",
+            details={
+                "sender": sender.ae_title,
+                "address": sender.address,
+                "institution": self.institution.code,
+                "error": reason[:500],
+            },
+        )
+
     def handle_store(self, event) -> int:
-        ds = event.dataset
-        ds.file_meta = event.file_meta
-        buffer = io.BytesIO()
-        dcmwrite(buffer, ds, enforce_file_format=True)
+        address = event.assoc.requestor.address
+        if self.allowed_hosts and address not in self.allowed_hosts:
+            self._refuse(event, f"address {address} is not on the receiver's allow-list")
+            return STATUS_NOT_AUTHORISED
+        try:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            buffer = io.BytesIO()
+            dcmwrite(buffer, ds, enforce_file_format=True)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad datasets
+            self._refuse(event, f"unreadable dataset: {exc}")
+            return STATUS_CANNOT_UNDERSTAND
+        _, problems = validate_dicom("instance", buffer.getvalue())
+        if problems:
+            self._refuse(event, "; ".join(problems))
+            return STATUS_CANNOT_UNDERSTAND
         key = (
             str(getattr(ds, "PatientID", "")),
             str(getattr(ds, "StudyInstanceUID", "")),
             str(getattr(ds, "SeriesInstanceUID", "")),
         )
         self.pending[id(event.assoc)][key].append(buffer.getvalue())
-        return 0x0000
+        return STATUS_SUCCESS
 
     def handle_released(self, event) -> None:
         try:
@@ -133,6 +178,8 @@ class Receiver:
 
     def application_entity(self, ae_title: str = "RECONTRIAL") -> AE:
         ae = AE(ae_title=ae_title)
+        if self.allowed_aets:
+            ae.require_calling_aet = self.allowed_aets
         for context in ACCEPTED:
             ae.add_supported_context(context)
         ae.add_supported_context(Verification)

@@ -135,15 +135,47 @@ def test_non_mr_series_refused(receiver, media_root):
     with pytest.raises(ValueError, match="No presentation context"):
         assoc.send_c_store(ct)
     assoc.release()
-    # An MR image storage object whose modality says CT is refused by the ingest checks.
+    # An MR image storage object whose modality says CT is refused before it is
+    # acknowledged: the sender gets a failure status, not a success and a silent drop.
     fake = mr_instances(1)[0]
     fake.Modality = "CT"
-    send(receiver, [fake])
+    assert send(receiver, [fake]) == [0xC000]
     wait_for(lambda: receiver.pending == {})
-    wait_for(lambda: AuditEvent.objects.filter(action="case.receive_refused").exists())
     event = AuditEvent.objects.get(action="case.receive_refused")
     assert "modality is CT, not MR" in event.details["error"]
     assert event.details["sender"] == "SCANNER1"
     assert not Series.objects.exists()
     assert not Case.objects.exists()  # no empty case is left behind
     assert [p for p in media_root.rglob("*") if p.is_file()] == []
+
+
+def test_senders_outside_the_allow_lists_are_refused(media_root):
+    from pynetdicom import AE as SCU
+
+    institution = InstitutionFactory(code="recv2")
+    by_aet = Receiver(institution, allowed_aets=["PACS1"])
+    server = by_aet.application_entity().start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=by_aet.handlers()
+    )
+    try:
+        scu = SCU(ae_title="SCANNER1")
+        scu.add_requested_context(MRImageStorage)
+        assoc = scu.associate("127.0.0.1", server.server_address[1], ae_title="RECONTRIAL")
+        assert assoc.is_rejected
+    finally:
+        server.shutdown()
+
+    by_host = Receiver(institution, allowed_hosts=["10.1.2.3"])
+    server = by_host.application_entity().start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=by_host.handlers()
+    )
+    by_host.port = server.server_address[1]
+    try:
+        assert send(by_host, mr_instances(2)) == [0x0124, 0x0124]
+        wait_for(lambda: by_host.pending == {})
+    finally:
+        server.shutdown()
+    event = AuditEvent.objects.filter(action="case.receive_refused").first()
+    assert "not on the receiver's allow-list" in event.details["error"]
+    assert event.details["address"] == "127.0.0.1"
+    assert not Series.objects.exists() and not Case.objects.exists()
