@@ -5,6 +5,7 @@ from mriplatform.protocols.models import SCIENTIFIC_FIELDS, Protocol
 
 class ProtocolSerializer(serializers.ModelSerializer):
     acquisition_time_s = serializers.FloatField(read_only=True)
+    effective_acceleration = serializers.FloatField(read_only=True)
     time_reduction = serializers.FloatField(read_only=True, allow_null=True)
 
     class Meta:
@@ -17,6 +18,7 @@ class ProtocolSerializer(serializers.ModelSerializer):
             "description",
             "created",
             "acquisition_time_s",
+            "effective_acceleration",
             "time_reduction",
             *SCIENTIFIC_FIELDS,
         ]

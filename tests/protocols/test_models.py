@@ -88,6 +88,26 @@ def test_acquisition_time_and_reduction_follow_the_formula():
     assert reference.time_reduction is None
 
 
+def test_acquisition_time_counts_the_lines_the_mask_acquires():
+    # Uniform R=4 plus round(256 x 0.08) = 20 ACS lines acquires 79 of 256 lines, not 64:
+    # TA = 79 x 3 s, and the nominal R=4 would understate it by 23 %.
+    from recon_engine.sampling import make_mask
+
+    uniform = ProtocolFactory(
+        mask_pattern="uniform", acceleration=4, center_fraction=0.08, phase_encodes=256
+    )
+    acquired = int(make_mask("uniform", (1, 256), 4, center_fraction=0.08).mask.sum())
+    assert acquired == 79
+    assert uniform.effective_acceleration == pytest.approx(256 / 79)
+    assert uniform.acquisition_time_s == pytest.approx(79 * 3.0)
+    # Data sampled as acquired keeps its nominal R; so do 2D patterns on a 2D acquisition.
+    assert ProtocolFactory(mask_pattern="as_acquired", acceleration=3).effective_acceleration == 3
+    poisson_2d = ProtocolFactory(mask_pattern="poisson", acceleration=4, partitions=1)
+    assert poisson_2d.effective_acceleration == 4
+    poisson_3d = ProtocolFactory(mask_pattern="poisson", acceleration=4, partitions=64)
+    assert 3.5 < poisson_3d.effective_acceleration < 4.5
+
+
 def test_sms_factor_must_match_the_methods_multiband():
     p = Protocol(
         name="SMS",
