@@ -410,3 +410,17 @@ def sms_params() -> tuple:
             max=16,
         ),
     )
+
+
+# Vendor product names of SMS and the technique's reference, shared by the SMS methods.
+SMS_VENDOR_NAMES = {
+    "Siemens": "Simultaneous Multi-Slice",
+    "GE": "HyperBand",
+    "Philips": "MultiBand SENSE",
+    "Canon": "MultiBand SPEEDER",
+}
+BLIPPED_CAIPI_REFERENCE = (
+    "Setsompop K et al. Blipped-controlled aliasing in parallel imaging for "
+    "simultaneous multislice echo planar imaging with reduced g-factor penalty. "
+    "Magn Reson Med 2012;67:1210-1224."
+)

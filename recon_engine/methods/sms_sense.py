@@ -9,7 +9,14 @@ import torch
 from recon_engine.espirit import espirit_maps
 from recon_engine.grappa import find_acs, normalise_mask, validate_kspace
 from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, ReconOutput, register
-from recon_engine.sms import acquired_lattice, collapse_sms, sense_sms, sms_params
+from recon_engine.sms import (
+    BLIPPED_CAIPI_REFERENCE,
+    SMS_VENDOR_NAMES,
+    acquired_lattice,
+    collapse_sms,
+    sense_sms,
+    sms_params,
+)
 
 
 def _sync(device: torch.device) -> None:
@@ -127,17 +134,10 @@ SPEC = register(
                 max=1.0,
             ),
         ),
-        vendor_names={
-            "Siemens": "Simultaneous Multi-Slice",
-            "GE": "HyperBand",
-            "Philips": "MultiBand SENSE",
-            "Canon": "MultiBand SPEEDER",
-        },
+        vendor_names=SMS_VENDOR_NAMES,
         needs_acs=True,
         references=(
-            "Setsompop K et al. Blipped-controlled aliasing in parallel imaging for "
-            "simultaneous multislice echo planar imaging with reduced g-factor penalty. "
-            "Magn Reson Med 2012;67:1210-1224.",
+            BLIPPED_CAIPI_REFERENCE,
             "Pruessmann KP et al. Advances in sensitivity encoding with arbitrary k-space "
             "trajectories. Magn Reson Med 2001;46:638-651.",
             "Uecker M et al. ESPIRiT - an eigenvalue approach to autocalibrating parallel "

@@ -16,6 +16,8 @@ from recon_engine.grappa import (
 )
 from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, ReconOutput, register
 from recon_engine.sms import (
+    BLIPPED_CAIPI_REFERENCE,
+    SMS_VENDOR_NAMES,
     acquired_lattice,
     calibrate_slice_grappa,
     collapse_sms,
@@ -212,17 +214,10 @@ SPEC = register(
                 choices=("auto", "rss", "sensitivities"),
             ),
         ),
-        vendor_names={
-            "Siemens": "Simultaneous Multi-Slice",
-            "GE": "HyperBand",
-            "Philips": "MultiBand SENSE",
-            "Canon": "MultiBand SPEEDER",
-        },
+        vendor_names=SMS_VENDOR_NAMES,
         needs_acs=True,
         references=(
-            "Setsompop K et al. Blipped-controlled aliasing in parallel imaging for "
-            "simultaneous multislice echo planar imaging with reduced g-factor penalty. "
-            "Magn Reson Med 2012;67:1210-1224.",
+            BLIPPED_CAIPI_REFERENCE,
             "Cauley SF et al. Interslice leakage artifact reduction technique for "
             "simultaneous multislice acquisitions. Magn Reson Med 2014;72:93-102.",
         ),
