@@ -30,6 +30,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import EnhancedMRImageStorage, MRImageStorage
 
+from recon_engine.io.ismrmrd_header import acquired_window
+from recon_engine.io.ismrmrd_header import parse_ismrmrd_header as parse_header_info
+from recon_engine.registry import ReconError
+
 ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -545,37 +549,27 @@ def _open(upload: Any) -> h5py.File:
     return h5py.File(handle, "r")
 
 
-def _read_header(h5: h5py.File | h5py.Group, key: str, name: str) -> ET.Element:
+def _header_bytes(h5: h5py.File | h5py.Group, key: str) -> bytes:
     value = h5[key][()]
     if isinstance(value, np.ndarray):
         value = value.reshape(-1)[0]
-    raw = value.encode() if isinstance(value, str) else bytes(value)
-    root = parse_ismrmrd_header(raw)
-    return root
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def acquired_window(root: ET.Element | None, width: int) -> tuple[int, int]:
-    """Columns [left, right) of a fastMRI k-space that the scanner acquired.
+def _read_header(h5: h5py.File | h5py.Group, key: str, name: str) -> ET.Element:
+    return parse_ismrmrd_header(_header_bytes(h5, key))
 
-    fastMRI stores k-space zero-padded to the encoded matrix; the acquired lines sit where
-    the header's encoding limits put them (the same arithmetic as fastMRI's data loader:
-    ``left = encoded_y // 2 - center``, ``right = left + maximum + 1``). Without a usable
-    header every column counts.
-    """
-    if root is None:
+
+def _acquired_columns(h5: h5py.File, width: int) -> tuple[int, int]:
+    """The engine's acquired window (fastMRI's encoding-limit arithmetic) for this file;
+    every column when the header is absent or lacks the limits."""
+    if "ismrmrd_header" not in h5:
         return 0, width
-    encoded = _text(root, "encoding/encodedSpace/matrixSize/y")
-    center = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/center")
-    maximum = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/maximum")
     try:
-        encoded_y, center_line, last = int(encoded), int(center), int(maximum)
-    except (TypeError, ValueError):
+        info = parse_header_info(_header_bytes(h5, "ismrmrd_header"))
+    except ReconError:
         return 0, width
-    left = encoded_y // 2 - center_line
-    right = left + last + 1
-    if encoded_y != width or not 0 <= left < right <= width:
-        return 0, width
-    return left, right
+    return acquired_window(info, width)
 
 
 def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
@@ -611,7 +605,7 @@ def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
     if not (np.isfinite(first).all() and np.isfinite(last).all()):
         raise IngestError(f"{name}: k-space contains NaN or infinite values")
     root = _read_header(h5, "ismrmrd_header", name) if "ismrmrd_header" in h5 else None
-    left, right = acquired_window(root, width)
+    left, right = _acquired_columns(h5, width)
     if mask is not None:
         sampled = mask != 0
     else:
