@@ -6,6 +6,7 @@ import torch
 
 from recon_engine.dl.unet import Unet
 from recon_engine.dl.weights import load_state_dict
+from recon_engine.dl.zoo import check_recon_input
 from recon_engine.fft import ifftc, rss
 from recon_engine.methods.zero_filled import check_input
 from recon_engine.metrics import Timer
@@ -21,6 +22,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     timer = Timer(data.device)
     with timer("load_model"):
         state, card = load_state_dict(params["model"], map_location=data.device)
+        check_recon_input(card, tuple(k.shape), data.mask, params["model"])
         arch = {key: v for key, v in card.get("architecture", {}).items() if key != "type"}
         arch.setdefault("in_chans", 1)
         arch.setdefault("out_chans", 1)

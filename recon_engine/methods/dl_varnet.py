@@ -7,6 +7,7 @@ import torch
 from recon_engine.dl.uncertainty import dc_residual_map
 from recon_engine.dl.varnet import VarNet
 from recon_engine.dl.weights import load_state_dict
+from recon_engine.dl.zoo import check_recon_input
 from recon_engine.fft import ifftc, rss
 from recon_engine.methods.zero_filled import check_input
 from recon_engine.metrics import Timer
@@ -35,9 +36,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     timer = Timer(data.device)
     with timer("load_model"):
         state, card = load_state_dict(params["model"], map_location=data.device)
-        coils = card.get("n_coils")
-        if coils is not None and int(coils) != c:
-            raise ReconError(f"model {params['model']!r} was trained for {coils} coils, got {c}")
+        check_recon_input(card, (s, c, h, w), data.mask, params["model"])
         model = build_model(card)
         try:
             model.load_state_dict(state, strict=True)

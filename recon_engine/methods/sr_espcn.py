@@ -19,6 +19,10 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         if image.ndim != 3 or not bool(torch.isfinite(image.abs()).all()):
             raise ReconError(f"sr_espcn needs a finite (S, H, W) image, got {tuple(image.shape)}")
         image = image.abs().float()
+        if min(image.shape[-2:]) < 8:
+            raise ReconError(
+                f"sr_espcn needs an image of at least 8x8 pixels, got {tuple(image.shape[-2:])}"
+            )
     with timer("load_model"):
         state, card = load_state_dict(params["model"], map_location=data.device)
         arch = {k: v for k, v in card.get("architecture", {}).items() if k != "type"}

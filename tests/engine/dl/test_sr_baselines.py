@@ -140,9 +140,10 @@ def test_espcn_zero_residual_is_bicubic_and_method_needs_weights(tmp_path, monke
         mask=torch.ones(1, 1, 1, 12),
         metadata={"image": img},
     )
-    with pytest.raises(ReconError, match=r"sr_espcn\.pt"):
-        spec.run(data, spec.validate({}))
+    # a site model name not shipped (the shipped sr_espcn weights would be found)
+    with pytest.raises(ReconError, match=r"site_sr\.pt"):
+        spec.run(data, spec.validate({"model": "site_sr"}))
     arch = {"factor": 2, "features": 8, "mid": 4}
-    save_model(net.state_dict(), {"architecture": arch}, tmp_path, "sr_espcn")
-    out = spec.run(data, spec.validate({}))
+    save_model(net.state_dict(), {"architecture": arch}, tmp_path, "site_sr")
+    out = spec.run(data, spec.validate({"model": "site_sr"}))
     torch.testing.assert_close(out.image, bicubic_upsample(img, 2), rtol=1e-5, atol=1e-6)

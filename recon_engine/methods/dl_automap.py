@@ -1,0 +1,85 @@
+"""AUTOMAP-style direct k-space-to-image network as a registry method (small matrix only)."""
+
+from __future__ import annotations
+
+import torch
+
+from recon_engine.dl.automap import Automap, normalise, virtual_coil
+from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
+from recon_engine.dl.model_loader import load_network
+from recon_engine.methods.zero_filled import check_input
+from recon_engine.metrics import Timer
+from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, ReconOutput, register
+
+
+def run(data: ReconInput, params: dict) -> ReconOutput:
+    """Virtual-coil compression, normalisation, fully connected + convolutional mapping."""
+    check_input(data)
+    k = data.kspace
+    s, _, h, w = k.shape
+    timer = Timer(data.device)
+    with timer("load_model"):
+        model, card = load_network(params["model"], Automap, data.device, "Automap")
+    if (h, w) != model.matrix:
+        mh, mw = model.matrix
+        raise ReconError(
+            f"AUTOMAP model {params['model']!r} was trained at a {mh}x{mw} matrix and accepts "
+            f"only that size (its fully connected layers fix the input size); this k-space is "
+            f"{h}x{w}. Resample the acquisition to {mh}x{mw} or choose another method."
+        )
+    images, spreads = [], []
+    batch = params["batch_size"]
+    with torch.inference_mode():
+        for b0 in range(0, s, batch):
+            b1 = min(s, b0 + batch)
+            with timer("virtual_coil"):
+                kb = k[b0:b1].to(data.device)
+                mb = (data.mask[b0:b1] if data.mask.shape[0] == s else data.mask).to(data.device)
+                vc, scale = normalise(virtual_coil(kb * mb))
+            with timer("network"):
+                images.append((model(vc).abs() * scale).cpu())
+            if params["mc_samples"]:
+                with timer("mc_dropout"):
+                    spread = mc_dropout_std(
+                        model,
+                        lambda vc=vc: model(vc),
+                        params["mc_samples"],
+                        params["mc_dropout"],
+                        seed=b0,
+                    )
+                    spreads.append((spread * scale).cpu())
+            if data.progress is not None:
+                data.progress(b1, s)
+    return ReconOutput(
+        image=torch.cat(images),
+        maps={"uncertainty": torch.cat(spreads)} if spreads else {},
+        timings=timer.timings,
+        info={"model": params["model"], "sha256": card["sha256"], "card": card},
+    )
+
+
+SPEC = register(
+    MethodSpec(
+        name="automap",
+        title="AUTOMAP direct mapping (32x32 only)",
+        family="deep_learning",
+        description=(
+            "Data-driven direct mapping: the undersampled k-space (compressed to one "
+            "virtual coil) goes through two fully connected layers and a small "
+            "convolutional stage straight to the image (AUTOMAP). The fully connected "
+            "layers grow with the square of the pixel count, so the shipped model works "
+            "only at the 32x32 matrix it was trained at (see its model card) and refuses "
+            "any other size. With MC passes, also an MC-dropout uncertainty map."
+        ),
+        run=run,
+        params=(
+            Param("model", "str", "automap", "Model card name (<name>.json + <name>.pt)"),
+            Param("batch_size", "int", 32, "Slices per network call", min=1, max=1024),
+            *MC_PARAMS,
+        ),
+        references=(
+            "Zhu B et al., Image reconstruction by domain-transform manifold learning, "
+            "Nature 2018;555:487-492",
+        ),
+    )
+)
