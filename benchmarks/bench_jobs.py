@@ -44,31 +44,49 @@ def main() -> None:
     wanted = set(filter(None, args.methods.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "case.h5"
-        simulate_fastmri_file(ROOT / "data/mri/colin27_t1_1mm.nii.gz", raw,
-                              n_slices=args.slices, matrix=(args.matrix, args.matrix),
-                              n_coils=8, snr=40.0, spread=0.3, seed=1)
+        simulate_fastmri_file(
+            ROOT / "data/mri/colin27_t1_1mm.nii.gz",
+            raw,
+            n_slices=args.slices,
+            matrix=(args.matrix, args.matrix),
+            n_coils=8,
+            snr=40.0,
+            spread=0.3,
+            seed=1,
+        )
         case = SimpleNamespace(subject_code="BENCH-0001")
-        print(f"case: {args.slices} slices x 8 coils x {args.matrix}^2, torch "
-              f"{torch.__version__}, {torch.get_num_threads()} threads, device "
-              f"{default_device()}")
+        print(
+            f"case: {args.slices} slices x 8 coils x {args.matrix}^2, torch "
+            f"{torch.__version__}, {torch.get_num_threads()} threads, device "
+            f"{default_device()}"
+        )
         print("| protocol | method | seconds per job | jobs per minute | PSNR (dB) | SSIM |")
         print("|---|---|---|---|---|---|")
         for name, method, pattern, acceleration, params, sms in [REFERENCE, *DEMO_PROTOCOLS]:
             if wanted and method not in wanted:
                 continue
             protocol = SimpleNamespace(
-                name=name, method=method, mask_pattern=pattern, acceleration=acceleration,
-                params=get_method(method).validate(params), sms_factor=sms, mask_seed=0,
-                center_fraction=0.08)
+                name=name,
+                method=method,
+                mask_pattern=pattern,
+                acceleration=acceleration,
+                params=get_method(method).validate(params),
+                sms_factor=sms,
+                mask_seed=0,
+                center_fraction=0.08,
+            )
             start = time.perf_counter()
             result = engine.reconstruct_series(raw, protocol)
             engine.write_volume(Path(tmp) / f"{method}.h5", result)
             engine.dicom_slices(result, case, description=name)
             seconds = time.perf_counter() - start
             psnr = result.metrics.get("psnr")
-            print(f"| {name} | {method} | {seconds:.2f} | {60 / seconds:.1f} | "
-                  f"{'inf' if psnr is None else f'{psnr:.2f}'} | "
-                  f"{result.metrics.get('ssim', float('nan')):.4f} |", flush=True)
+            print(
+                f"| {name} | {method} | {seconds:.2f} | {60 / seconds:.1f} | "
+                f"{'inf' if psnr is None else f'{psnr:.2f}'} | "
+                f"{result.metrics.get('ssim', float('nan')):.4f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

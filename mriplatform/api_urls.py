@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from mriplatform.cases.api import CaseViewSet, SeriesViewSet
 from mriplatform.jobs.api import ReconJobViewSet
 from mriplatform.protocols.api import ProtocolViewSet, methods
+from studies.api import StudyReadsCsvView, StudyReadsView
 
 router = DefaultRouter()
 router.register("cases", CaseViewSet, basename="case")
@@ -15,5 +16,7 @@ router.register("jobs", ReconJobViewSet, basename="job")
 
 urlpatterns = [
     path("methods/", methods, name="methods"),
+    path("studies/<int:pk>/reads/", StudyReadsView.as_view(), name="study-reads"),
+    path("studies/<int:pk>/reads.csv", StudyReadsCsvView.as_view(), name="study-reads-csv"),
     path("", include(router.urls)),
 ]

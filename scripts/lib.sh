@@ -51,6 +51,8 @@ ensure_debian_packages() {
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v bart >/dev/null 2>&1 || missing+=(bart)
   command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+  # WeasyPrint (analysis report PDFs) loads Pango through cffi.
+  /sbin/ldconfig -p 2>/dev/null | grep -q libpangoft2-1.0 || missing+=(libpango-1.0-0 libpangoft2-1.0-0)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing Debian packages: ${missing[*]}"

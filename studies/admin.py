@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from studies.models import AnswerHistory, Arm, ReadingSession, Study, StudyCase, StudyReader
+from studies.models import (
+    AnswerHistory,
+    Arm,
+    Question,
+    ReadingSession,
+    ReferenceStandard,
+    Study,
+    StudyCase,
+    StudyReader,
+)
+from studies.questions import is_locked
 
 
 class ArmInline(admin.TabularInline):
@@ -49,6 +59,42 @@ class AnswerHistoryAdmin(admin.ModelAdmin):
     """Read-only: answer history is append-only."""
 
     list_display = ("answer", "user", "timestamp")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Question)
+class QuestionAdmin(admin.ModelAdmin):
+    """Questions of reading forms; read-only (and not deletable) once readers answered."""
+
+    list_display = ("study", "order", "key", "kind", "label", "required")
+    list_filter = ("kind",)
+    search_fields = ("key", "label", "study__title")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and is_locked(obj):
+            return [f.name for f in Question._meta.fields]
+        return super().get_readonly_fields(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and is_locked(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+@admin.register(ReferenceStandard)
+class ReferenceStandardAdmin(admin.ModelAdmin):
+    """Read-only: the reference standard is entered through the audited reference views."""
+
+    list_display = ("study_case", "question", "value", "source", "entered_by", "entered_at")
+    list_filter = ("source",)
 
     def has_add_permission(self, request):
         return False

@@ -266,12 +266,22 @@ class Question(models.Model):
 
     class Meta:
         ordering = ["study", "order", "pk"]
-        constraints = [
-            models.UniqueConstraint(fields=["study", "key"], name="unique_question_key")
-        ]
+        constraints = [models.UniqueConstraint(fields=["study", "key"], name="unique_question_key")]
 
     def __str__(self) -> str:
         return f"{self.study}: {self.key}"
+
+    def save(self, *args, **kwargs):
+        from studies.questions import ensure_editable
+
+        ensure_editable(self)
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        from studies.questions import ensure_editable
+
+        ensure_editable(self)
+        return super().delete(*args, **kwargs)
 
 
 class ReferenceRead(models.Model):

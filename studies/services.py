@@ -29,6 +29,7 @@ from studies.models import (
     StudyReader,
     new_alias,
 )
+from studies.questions import missing_required, questions_for, validate_answer
 
 # Stream tag for the per-reader plan generator (arm rotation and repeat subset); session
 # orders use [seed, reader.pk, session_index] with session_index < 2**20, so no clash.
@@ -289,7 +290,9 @@ def save_answer(
     """Create or change one answer and append its history row, in one transaction.
 
     After submission, editing is refused unless the study allows edits until the session
-    ends and the session is not finished.
+    ends and the session is not finished. The value is checked and normalised by
+    :func:`studies.questions.validate_answer` (``None`` clears it); a key the read does not
+    ask raises ValidationError.
     """
     now = now or timezone.now()
     item = ReadItem.objects.select_for_update().select_related("session__study").get(pk=item.pk)
@@ -298,6 +301,10 @@ def save_answer(
         item.session.study.allow_edit_until_session_end and item.session.completed_at is None
     ):
         raise StudyError("this read has been submitted; its answers can no longer change")
+    question_obj = next((q for q in questions_for(item) if q.key == question), None)
+    if question_obj is None:
+        raise ValidationError(f"this read has no question “{question}”")
+    value, confidence = validate_answer(question_obj, value, confidence, item=item)
     if item.started_at is None:
         item.started_at = now
         item.save(update_fields=["started_at"])
@@ -321,7 +328,9 @@ def save_answer(
 
 @transaction.atomic
 def submit_read(item: ReadItem, user, now: datetime | None = None) -> ReadItem:
-    """Submit a read once; time on case = submission - start. A second call is a no-op."""
+    """Submit a read once; time on case = submission - start. A second call is a no-op.
+
+    Refused (StudyError listing their labels) while required questions are unanswered."""
     now = now or timezone.now()
     item = ReadItem.objects.select_for_update().select_related("session__study").get(pk=item.pk)
     if user.pk != item.reader_id:
@@ -329,6 +338,10 @@ def submit_read(item: ReadItem, user, now: datetime | None = None) -> ReadItem:
     if item.submitted_at is not None:
         return item
     _check_reader(item, user, now)
+    missing = missing_required(item)
+    if missing:
+        labels = "; ".join(q.label for q in missing)
+        raise StudyError(f"answer every required question first: {labels}")
     started = item.started_at or now
     item.started_at = started
     item.submitted_at = now
@@ -347,9 +360,7 @@ def close_study(study: Study, user, reason: str, now: datetime | None = None) ->
     study = Study.objects.select_for_update().get(pk=study.pk)
     if study.status != Study.Status.OPEN:
         raise StudyError(f"study is {study.get_status_display().lower()}, not open")
-    unsubmitted = ReadItem.objects.filter(
-        session__study=study, submitted_at__isnull=True
-    ).count()
+    unsubmitted = ReadItem.objects.filter(session__study=study, submitted_at__isnull=True).count()
     study.status = Study.Status.CLOSED
     study.closed = now
     study.closed_by = user

@@ -1,3 +1,17 @@
-"""URL patterns for the analysis pages of reader studies."""
+"""URL patterns of the statistician's pages (names join the ``studies`` namespace)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from studies.views import analysis
+
+urlpatterns = [
+    path("analysis/", analysis.index, name="analysis-index"),
+    path("<int:pk>/analysis/", analysis.study_analysis, name="analysis-study"),
+    path("analysis/runs/<int:pk>/", analysis.run_detail, name="analysis-run"),
+    path("analysis/runs/<int:pk>/status/", analysis.run_status, name="analysis-run-status"),
+    path(
+        "analysis/runs/<int:pk>/<str:name>",
+        analysis.run_download,
+        name="analysis-run-download",
+    ),
+]

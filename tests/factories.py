@@ -114,3 +114,17 @@ class StudyCaseFactory(factory.django.DjangoModelFactory):
 
     study = factory.SubFactory(StudyFactory)
     case = factory.SubFactory(CaseFactory, institution=factory.SelfAttribute("..study.institution"))
+
+
+class QuestionFactory(factory.django.DjangoModelFactory):
+    """A required 1-5 Likert question unless ``kind`` and its fields say otherwise."""
+
+    class Meta:
+        model = "studies.Question"
+
+    study = factory.SubFactory(StudyFactory)
+    key = factory.Sequence(lambda n: f"question_{n}")
+    kind = "likert"
+    label = factory.LazyAttribute(lambda o: o.key.replace("_", " ").capitalize())
+    scale_min = factory.LazyAttribute(lambda o: 1 if o.kind == "likert" else None)
+    scale_max = factory.LazyAttribute(lambda o: 5 if o.kind == "likert" else None)

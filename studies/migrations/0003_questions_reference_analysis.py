@@ -7,103 +7,248 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('studies', '0002_answer_history_append_only'),
+        ("studies", "0002_answer_history_append_only"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='study',
-            name='closed',
+            model_name="study",
+            name="closed",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='study',
-            name='closed_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="study",
+            name="closed_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='study',
-            name='reference_arm',
-            field=models.ForeignKey(blank=True, help_text='The standard-of-care arm: reference readers read it; analyses compare to it.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='studies.arm'),
+            model_name="study",
+            name="reference_arm",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The standard-of-care arm: reference readers read it; analyses compare to it.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="studies.arm",
+            ),
         ),
         migrations.CreateModel(
-            name='AnalysisRun',
+            name="AnalysisRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('parameters', models.JSONField(default=dict)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=12)),
-                ('progress', models.FloatField(default=0.0)),
-                ('message', models.TextField(blank=True)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('output_dir', models.CharField(blank=True, max_length=255)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('started', models.DateTimeField(blank=True, null=True)),
-                ('finished', models.DateTimeField(blank=True, null=True)),
-                ('requested_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='analysis_runs', to='studies.study')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("parameters", models.JSONField(default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("progress", models.FloatField(default=0.0)),
+                ("message", models.TextField(blank=True)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("output_dir", models.CharField(blank=True, max_length=255)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("started", models.DateTimeField(blank=True, null=True)),
+                ("finished", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="analysis_runs",
+                        to="studies.study",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created'],
+                "ordering": ["-created"],
             },
         ),
         migrations.CreateModel(
-            name='Question',
+            name="Question",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(max_length=64)),
-                ('order', models.PositiveIntegerField(default=0)),
-                ('kind', models.CharField(choices=[('likert', 'Likert score'), ('finding', 'Diagnostic finding'), ('number', 'Measurement'), ('text', 'Free text'), ('choice', 'Single choice'), ('roi', 'Region of interest'), ('preference', 'Side-by-side preference')], max_length=12)),
-                ('label', models.CharField(max_length=200)),
-                ('help_text', models.CharField(blank=True, max_length=500)),
-                ('criterion', models.CharField(blank=True, help_text='e.g. overall quality, noise, sharpness, artifacts', max_length=64)),
-                ('structure', models.CharField(blank=True, help_text='Anatomical structure.', max_length=64)),
-                ('scale_min', models.SmallIntegerField(blank=True, null=True)),
-                ('scale_max', models.SmallIntegerField(blank=True, null=True)),
-                ('anchors', models.JSONField(blank=True, default=dict, help_text='Likert anchors, {"1": "non-diagnostic", ...}.')),
-                ('choices', models.JSONField(blank=True, default=list)),
-                ('with_confidence', models.BooleanField(default=False)),
-                ('unit', models.CharField(blank=True, max_length=16)),
-                ('required', models.BooleanField(default=True)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='questions', to='studies.study')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.SlugField(max_length=64)),
+                ("order", models.PositiveIntegerField(default=0)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("likert", "Likert score"),
+                            ("finding", "Diagnostic finding"),
+                            ("number", "Measurement"),
+                            ("text", "Free text"),
+                            ("choice", "Single choice"),
+                            ("roi", "Region of interest"),
+                            ("preference", "Side-by-side preference"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("label", models.CharField(max_length=200)),
+                ("help_text", models.CharField(blank=True, max_length=500)),
+                (
+                    "criterion",
+                    models.CharField(
+                        blank=True,
+                        help_text="e.g. overall quality, noise, sharpness, artifacts",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "structure",
+                    models.CharField(blank=True, help_text="Anatomical structure.", max_length=64),
+                ),
+                ("scale_min", models.SmallIntegerField(blank=True, null=True)),
+                ("scale_max", models.SmallIntegerField(blank=True, null=True)),
+                (
+                    "anchors",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text='Likert anchors, {"1": "non-diagnostic", ...}.',
+                    ),
+                ),
+                ("choices", models.JSONField(blank=True, default=list)),
+                ("with_confidence", models.BooleanField(default=False)),
+                ("unit", models.CharField(blank=True, max_length=16)),
+                ("required", models.BooleanField(default=True)),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="questions",
+                        to="studies.study",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study', 'order', 'pk'],
-                'constraints': [models.UniqueConstraint(fields=('study', 'key'), name='unique_question_key')],
+                "ordering": ["study", "order", "pk"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("study", "key"), name="unique_question_key")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ReferenceRead',
+            name="ReferenceRead",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('question', models.CharField(max_length=64)),
-                ('value', models.JSONField()),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('study_case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reference_reads', to='studies.studycase')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("question", models.CharField(max_length=64)),
+                ("value", models.JSONField()),
+                ("created", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "study_case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reference_reads",
+                        to="studies.studycase",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study_case', 'question', 'user'],
-                'constraints': [models.UniqueConstraint(fields=('study_case', 'question', 'user'), name='unique_reference_read')],
+                "ordering": ["study_case", "question", "user"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("study_case", "question", "user"), name="unique_reference_read"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ReferenceStandard',
+            name="ReferenceStandard",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('question', models.CharField(max_length=64)),
-                ('value', models.JSONField()),
-                ('source', models.CharField(choices=[('consensus', 'Consensus panel'), ('import', 'Imported (e.g. arthroscopy)'), ('agreement', 'Two reference readers agreed'), ('adjudicated', 'Adjudicated')], max_length=12)),
-                ('entered_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('note', models.TextField(blank=True)),
-                ('entered_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('study_case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='truths', to='studies.studycase')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("question", models.CharField(max_length=64)),
+                ("value", models.JSONField()),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("consensus", "Consensus panel"),
+                            ("import", "Imported (e.g. arthroscopy)"),
+                            ("agreement", "Two reference readers agreed"),
+                            ("adjudicated", "Adjudicated"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("entered_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("note", models.TextField(blank=True)),
+                (
+                    "entered_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "study_case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="truths",
+                        to="studies.studycase",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study_case', 'question'],
-                'constraints': [models.UniqueConstraint(fields=('study_case', 'question'), name='unique_reference_standard')],
+                "ordering": ["study_case", "question"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("study_case", "question"), name="unique_reference_standard"
+                    )
+                ],
             },
         ),
     ]

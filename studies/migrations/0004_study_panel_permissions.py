@@ -4,14 +4,21 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('studies', '0003_questions_reference_analysis'),
+        ("studies", "0003_questions_reference_analysis"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='study',
-            options={'ordering': ['-created'], 'permissions': [('read_study', 'Can read the cases of this study as a reader'), ('reference_study', 'Can enter reference-standard reads for this study'), ('adjudicate_study', 'Can adjudicate reference-standard disagreements')], 'verbose_name_plural': 'studies'},
+            name="study",
+            options={
+                "ordering": ["-created"],
+                "permissions": [
+                    ("read_study", "Can read the cases of this study as a reader"),
+                    ("reference_study", "Can enter reference-standard reads for this study"),
+                    ("adjudicate_study", "Can adjudicate reference-standard disagreements"),
+                ],
+                "verbose_name_plural": "studies",
+            },
         ),
     ]

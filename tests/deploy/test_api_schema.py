@@ -11,9 +11,17 @@ def test_schema_generates_without_warnings(tmp_path, capsys):
     call_command("spectacular", "--file", str(out), "--fail-on-warn", "--validate")
     schema = yaml.safe_load(out.read_text())
     paths = set(schema["paths"])
-    for expected in ("/api/cases/", "/api/cases/{id}/series/", "/api/series/{uuid}/",
-                     "/api/protocols/", "/api/protocols/{id}/", "/api/jobs/",
-                     "/api/jobs/submit/", "/api/jobs/{id}/retry/", "/api/methods/"):
+    for expected in (
+        "/api/cases/",
+        "/api/cases/{id}/series/",
+        "/api/series/{uuid}/",
+        "/api/protocols/",
+        "/api/protocols/{id}/",
+        "/api/jobs/",
+        "/api/jobs/submit/",
+        "/api/jobs/{id}/retry/",
+        "/api/methods/",
+    ):
         assert expected in paths, expected
 
 

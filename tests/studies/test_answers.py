@@ -6,7 +6,13 @@ import pytest
 from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 
-from studies.models import Answer, AnswerHistory, HistoryImmutableError, ReadingSession
+from studies.models import (
+    Answer,
+    AnswerHistory,
+    HistoryImmutableError,
+    Question,
+    ReadingSession,
+)
 from studies.services import StudyError, finish_session, save_answer, submit_read
 from tests.studies.conftest import T0
 
@@ -17,6 +23,24 @@ pytestmark = pytest.mark.django_db
 def first_item(open_study_):
     study, _, _, (reader, other) = open_study_
     session = ReadingSession.objects.get(study=study, reader=reader, index=0)
+    Question.objects.create(
+        study=study,
+        key="q",
+        kind="likert",
+        label="Quality",
+        scale_min=1,
+        scale_max=5,
+        required=False,
+    )
+    Question.objects.create(
+        study=study,
+        key="meniscal_tear",
+        kind="finding",
+        label="Meniscal tear",
+        choices=["absent", "present"],
+        with_confidence=True,
+        required=False,
+    )
     return session.items.first(), reader, other
 
 

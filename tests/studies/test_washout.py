@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from mriplatform.audit.services import history
-from studies.models import ReadingSession
+from studies.models import Question, ReadingSession
 from studies.services import (
     StudyError,
     finish_session,
@@ -21,6 +21,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _complete(session, reader, now):
+    Question.objects.get_or_create(
+        study=session.study,
+        key="overall_quality",
+        defaults={"kind": "likert", "label": "Overall quality", "scale_min": 1, "scale_max": 5},
+    )
     for item in session.items.all():
         save_answer(item, "overall_quality", 3, None, reader, now=now)
         submit_read(item, reader, now=now)

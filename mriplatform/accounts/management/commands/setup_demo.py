@@ -76,3 +76,11 @@ class Command(BaseCommand):
             f"demo data: {len(cases)} cases, {len(protocols)} protocols, "
             f"{len(created)} new reconstruction jobs queued"
         )
+        from studies.demo import create_demo_studies
+
+        studies = create_demo_studies(site, cases)
+        self.stderr.write(
+            "demo studies: "
+            + "; ".join(f"{s.title} ({s.get_status_display().lower()})" for s in studies)
+            + " (the knee study opens once its reconstructions are done)"
+        )

@@ -1,0 +1,205 @@
+"""Analyses of closed studies: start one (a queued :class:`AnalysisRun` and a Celery task),
+run it (the report files under ``MEDIA_ROOT/analysis/<run pk>/``) and write the same
+report synchronously for ``manage.py analyse``.
+
+The numbers come from :mod:`studies.report` (pure); this module adds what only the
+database knows: the tidy reads (:func:`studies.export.tidy_csv`), the reference arm, the
+full Likert scales and finding choices, the arms' acquisition times and reconstruction
+families. All of it is stored in the run's ``parameters`` so that the bundle reproduces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from mriplatform.audit.services import record
+from studies import report
+from studies.models import AnalysisRun, Question, Study
+from studies.questions import choice_values, scale
+from studies.services import StudyError
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILES = {
+    "report.html": "text/html; charset=utf-8",
+    "report.pdf": "application/pdf",
+    "reads.csv": "text/csv; charset=utf-8",
+    "bundle.zip": "application/zip",
+}
+
+
+def study_seed(study: Study) -> int:
+    """The default bootstrap seed: the study's own randomisation seed (kept in int32 range
+    so that it fits every form and RNG)."""
+    return int(study.seed % 2**31)
+
+
+def study_parameters(study: Study) -> dict[str, Any]:
+    """The parameters the database fixes: reference arm, default seed, scales, choices,
+    arm timings and reconstruction families."""
+    from recon_engine.registry import get_method
+
+    params: dict[str, Any] = {
+        "reference": study.reference_arm.label if study.reference_arm_id else None,
+        "seed": study_seed(study),
+        "scales": {},
+        "categories": {},
+        "scan_times_s": {},
+        "reconstruction_families": {},
+    }
+    for q in study.questions.all():
+        if q.kind == Question.Kind.LIKERT:
+            params["scales"][q.key] = list(scale(q))
+        elif q.kind in (Question.Kind.FINDING, Question.Kind.CHOICE) and q.choices:
+            params["categories"][q.key] = [str(c) for c in choice_values(q)]
+    for arm in study.arms.select_related("protocol"):
+        params["scan_times_s"][arm.label] = float(arm.protocol.acquisition_time_s)
+        try:
+            params["reconstruction_families"][arm.label] = get_method(arm.protocol.method).family
+        except KeyError:
+            params["reconstruction_families"][arm.label] = None
+    return params
+
+
+def analysis_parameters(study: Study, requested: dict[str, Any]) -> dict[str, Any]:
+    """``requested`` (the statistician's choices) completed from the study and checked.
+
+    Raises :class:`studies.report.ReportError` for bad values.
+    """
+    params = study_parameters(study)
+    for key, value in requested.items():
+        if value not in (None, ""):
+            params[key] = value
+    return report.normalise_parameters(params)
+
+
+def _tidy_csv(study: Study) -> str:
+    from studies.export import tidy_csv
+
+    return tidy_csv(study)
+
+
+def run_directory(run: AnalysisRun) -> Path:
+    return Path(settings.MEDIA_ROOT) / "analysis" / str(run.pk)
+
+
+def report_title(study: Study) -> str:
+    return f"Analysis of study {study.pk}: {study.title}"
+
+
+def write_study_report(
+    study: Study,
+    params: dict[str, Any],
+    out_dir: str | Path,
+    progress: report.ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Every report file of ``study`` in ``out_dir``; returns the results dict."""
+    if study.status != Study.Status.CLOSED:
+        raise StudyError("only studies closed for analysis can be analysed")
+    if progress:
+        progress(0.01, "Exporting the reads")
+    csv_text = _tidy_csv(study)
+    return report.write_report(csv_text, params, out_dir, report_title(study), progress)
+
+
+def start_analysis(study: Study, user, requested: dict[str, Any], request=None) -> AnalysisRun:
+    """Queue an analysis of the closed ``study`` with the statistician's ``requested``
+    parameters; the Celery task starts once the transaction commits (audited)."""
+    if study.status != Study.Status.CLOSED:
+        raise StudyError("only studies closed for analysis can be analysed")
+    params = analysis_parameters(study, requested)
+    run = AnalysisRun.objects.create(
+        study=study, requested_by=user, parameters=params, message="Queued"
+    )
+    record(
+        user,
+        "study.analysis.start",
+        study,
+        request=request,
+        details={"run": run.pk, "analyses": params["analyses"], "seed": params["seed"]},
+    )
+    from studies.tasks import run_analysis as task
+
+    transaction.on_commit(lambda: task.delay(run.pk))
+    return run
+
+
+def _set_progress(run_pk: int, fraction: float, message: str) -> None:
+    AnalysisRun.objects.filter(pk=run_pk).update(
+        progress=round(min(max(fraction, 0.0), 1.0), 4), message=message[:500]
+    )
+
+
+def _fail(run_pk: int, message: str) -> None:
+    AnalysisRun.objects.filter(pk=run_pk).update(
+        status=AnalysisRun.Status.FAILED, message=message[:2000], finished=timezone.now()
+    )
+
+
+def run_analysis(run_pk: int) -> AnalysisRun:
+    """Compute run ``run_pk`` (idempotent: a succeeded run is left as it is; a run whose
+    worker died is computed again from scratch). Failures are stored, not raised."""
+    run = AnalysisRun.objects.select_related("study").get(pk=run_pk)
+    if run.status == AnalysisRun.Status.SUCCEEDED:
+        return run
+    out = run_directory(run)
+    if out.exists():
+        shutil.rmtree(out)
+    AnalysisRun.objects.filter(pk=run.pk).update(
+        status=AnalysisRun.Status.RUNNING,
+        started=timezone.now(),
+        progress=0.0,
+        message="Starting",
+        output_dir=str(out.relative_to(Path(settings.MEDIA_ROOT))),
+    )
+    try:
+        results = write_study_report(
+            run.study,
+            run.parameters,
+            out,
+            lambda fraction, message: _set_progress(run.pk, fraction, message),
+        )
+    except (StudyError, report.ReportError, ValueError) as exc:
+        _fail(run.pk, str(exc))
+    except Exception as exc:
+        logger.exception("analysis run %s failed", run.pk)
+        _fail(run.pk, f"internal error ({type(exc).__name__}): {exc}")
+    else:
+        AnalysisRun.objects.filter(pk=run.pk).update(
+            status=AnalysisRun.Status.SUCCEEDED,
+            progress=1.0,
+            message="Finished",
+            result=results,
+            finished=timezone.now(),
+        )
+    run.refresh_from_db()
+    return run
+
+
+def run_file(run: AnalysisRun, name: str) -> Path | None:
+    """The path of report file ``name`` of a succeeded run (None if not there)."""
+    if name not in REPORT_FILES and name != "report_body.html":
+        return None
+    if run.status != AnalysisRun.Status.SUCCEEDED or not run.output_dir:
+        return None
+    path = Path(settings.MEDIA_ROOT) / run.output_dir / name
+    return path if path.is_file() else None
+
+
+def run_state(run: AnalysisRun) -> dict[str, Any]:
+    """What the progress bar shows (JSON)."""
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "progress_percent": round(100 * run.progress),
+        "message": run.message,
+        "finished": run.status in (AnalysisRun.Status.SUCCEEDED, AnalysisRun.Status.FAILED),
+    }

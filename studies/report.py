@@ -1,0 +1,1435 @@
+"""The statistician's report of a closed reader study (pure: no Django).
+
+Input: the tidy reads table (one row per read and question, the columns of
+:func:`studies.export.tidy_reads`, loaded back from its CSV by :func:`load_reads` so that
+the report and the bundle compute from byte-identical data) and the analysis parameters
+(:func:`normalise_parameters`). :func:`compute_results` runs every chosen analysis with
+:mod:`studies.analysis` and returns a JSON-friendly results dict; :func:`make_figures`
+draws the plots (matplotlib, Agg, embedded as SVG data URIs); :func:`render_html` and
+:func:`render_pdf` (WeasyPrint) turn both into the report; :func:`write_report` writes
+``reads.csv``, ``parameters.json``, ``results.json``, ``report.html`` and ``report.pdf``.
+
+Only numpy, pandas and :mod:`studies.analysis` are imported at module level, so the
+bundle's ``reproduce.py`` recomputes every number without matplotlib, Jinja2, WeasyPrint
+or Django.
+
+Conventions (stated in the report):
+
+* Agreement, comparisons and accuracy use first reads (``read_index == 1``); intra-reader
+  agreement uses the repeat reads.
+* Likert scales are passed in full (``parameters['scales']``), unused levels included.
+* Findings are coded by the export's ``value_numeric`` / ``truth_numeric`` (1 / 0 for
+  present / absent, grade index for graded findings, dichotomised at grade > 0 for
+  accuracy and ROC; labels such as present/absent when no code is given). The ROC rating
+  is the confidence signed by the call (``roc_rating = 'signed'``: present with confidence
+  c -> 5 + c, absent -> 6 - c, higher = more likely diseased), or the confidence itself
+  (``'confidence'``) when the form asks for a probability rating.
+* SNR / CNR from ROI summaries (mean, SD): background method, sigma = SD(background ROI)
+  / SD factor of ``n_coils``-coil magnitude noise; flagged where the reconstruction family
+  has spatially varying noise.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from studies import analysis as sa
+from studies.analysis._common import jsonable
+from studies.analysis.image_quality import NON_UNIFORM_NOISE_FAMILIES
+
+ANALYSES: dict[str, str] = {
+    "inter_reader": "Inter-reader agreement",
+    "intra_reader": "Intra-reader agreement (repeat reads)",
+    "likert": "Likert scores against the reference arm",
+    "interchangeability": "Interchangeability of findings",
+    "accuracy": "Diagnostic accuracy and MRMC ROC analysis",
+    "image_quality": "SNR and CNR from regions of interest",
+    "bland_altman": "Bland-Altman agreement of measurements",
+    "scan_time": "Scan-time reduction",
+}
+
+DEFAULT_PARAMETERS: dict[str, Any] = {
+    "analyses": list(ANALYSES),
+    "reference": None,
+    "alpha": 0.05,
+    "n_boot": 2000,
+    "seed": 0,
+    "margin": 0.05,
+    "likert_threshold": 3,
+    "kappa_weights": "linear",
+    "roc_rating": "signed",
+    "mrmc_covariance": "jackknife",
+    "n_coils": 1,
+    "scales": {},
+    "categories": {},
+    "scan_times_s": {},
+    "reconstruction_families": {},
+}
+
+POSITIVE = {"present", "yes", "positive", "true", "1", "1.0", "abnormal"}
+NEGATIVE = {"absent", "no", "negative", "false", "0", "0.0", "normal"}
+NOISE_WORDS = ("background", "noise", "air")
+CATEGORICAL_KINDS = ("likert", "finding", "choice")
+
+ProgressCallback = Callable[[float, str], None]
+
+
+class ReportError(ValueError):
+    """The parameters or the reads table cannot produce a report (message says why)."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def normalise_parameters(params: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults filled in and every value checked; the result is what the analysis uses.
+
+    Raises :class:`ReportError` naming the bad value.
+    """
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(DEFAULT_PARAMETERS))
+    if unknown:
+        raise ReportError(f"unknown parameter(s): {', '.join(unknown)}")
+    out = json.loads(json.dumps(DEFAULT_PARAMETERS))
+    out.update(params)
+    analyses = out["analyses"]
+    if isinstance(analyses, str):
+        analyses = [a.strip() for a in analyses.split(",") if a.strip()]
+    bad = [a for a in analyses if a not in ANALYSES]
+    if bad:
+        raise ReportError(f"unknown analyses {bad}; choose from {', '.join(ANALYSES)}")
+    if not analyses:
+        raise ReportError("choose at least one analysis")
+    out["analyses"] = [a for a in ANALYSES if a in analyses]
+    try:
+        out["alpha"] = float(out["alpha"])
+        out["n_boot"] = int(out["n_boot"])
+        out["seed"] = int(out["seed"])
+        out["margin"] = float(out["margin"])
+        out["likert_threshold"] = float(out["likert_threshold"])
+        out["n_coils"] = int(out["n_coils"])
+    except (TypeError, ValueError) as exc:
+        raise ReportError(f"a numeric parameter is not a number: {exc}") from exc
+    if not 0 < out["alpha"] < 0.5:
+        raise ReportError(f"alpha must lie in (0, 0.5), got {out['alpha']}")
+    if not 100 <= out["n_boot"] <= 100_000:
+        raise ReportError(f"n_boot must lie in [100, 100000], got {out['n_boot']}")
+    if not 0 <= out["seed"] < 2**63:
+        raise ReportError(f"seed must be a non-negative integer, got {out['seed']}")
+    if not 0 < out["margin"] < 1:
+        raise ReportError(f"margin must lie in (0, 1), got {out['margin']}")
+    if out["n_coils"] < 1:
+        raise ReportError(f"n_coils must be at least 1, got {out['n_coils']}")
+    if out["kappa_weights"] not in ("linear", "quadratic", "unweighted"):
+        raise ReportError("kappa_weights must be linear, quadratic or unweighted")
+    if out["roc_rating"] not in ("signed", "confidence"):
+        raise ReportError("roc_rating must be 'signed' or 'confidence'")
+    if out["mrmc_covariance"] not in ("jackknife", "delong"):
+        raise ReportError("mrmc_covariance must be 'jackknife' or 'delong'")
+    if out["reference"] is not None:
+        out["reference"] = str(out["reference"])
+    return out
+
+
+def load_reads(source: str | Path | io.IOBase) -> pd.DataFrame:
+    """The tidy reads table from its CSV (identifiers as strings, numbers as floats)."""
+    df = pd.read_csv(
+        source,
+        dtype={
+            "reader_id": str,
+            "case_id": str,
+            "patient_id": str,
+            "modality_id": str,
+            "second_modality_id": str,
+            "question": str,
+            "question_kind": str,
+            "criterion": str,
+            "structure": str,
+            "value": str,
+            "truth": str,
+        },
+        keep_default_na=False,
+        na_values=[""],
+    )
+    for col in ("value_numeric", "truth_numeric", "confidence", "read_index", "time_on_case_s"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    required = ("reader_id", "case_id", "patient_id", "modality_id", "question", "value")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ReportError(f"the reads table lacks column(s) {', '.join(missing)}")
+    return df
+
+
+def single_arm_reads(df: pd.DataFrame) -> pd.DataFrame:
+    """Reads of one arm at a time: side-by-side (paired) reads only carry preferences,
+    which none of the analyses here use."""
+    if "second_modality_id" not in df.columns:
+        return df
+    return df[df["second_modality_id"].isna()]
+
+
+def _first_reads(df: pd.DataFrame) -> pd.DataFrame:
+    if "read_index" in df.columns:
+        return df[df["read_index"].fillna(1) == 1]
+    return df
+
+
+def _kind(df: pd.DataFrame) -> pd.Series:
+    if "question_kind" in df.columns:
+        return df["question_kind"].fillna("")
+    return pd.Series("", index=df.index)
+
+
+def _text(row: pd.Series, column: str) -> str:
+    value = row.get(column)
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _questions(df: pd.DataFrame, kinds: Iterable[str]) -> list[tuple[str, dict[str, str]]]:
+    """(key, {kind, criterion, structure, label}) of questions of ``kinds``, in table order."""
+    sub = df[_kind(df).isin(list(kinds))]
+    out = []
+    for key, g in sub.groupby("question", sort=False):
+        row = g.iloc[0]
+        meta = {col: _text(row, col) for col in ("criterion", "structure")}
+        meta["kind"] = _text(row, "question_kind")
+        meta["label"] = " / ".join(p for p in (meta["criterion"], meta["structure"]) if p) or key
+        out.append((str(key), meta))
+    return out
+
+
+def _numeric_value(df: pd.DataFrame) -> pd.Series:
+    if "value_numeric" in df.columns and df["value_numeric"].notna().all():
+        return df["value_numeric"].astype(float)
+    return pd.to_numeric(df["value"], errors="coerce")
+
+
+def _binary(values: pd.Series) -> pd.Series:
+    """1 / 0 for present / absent style labels, NaN for anything else."""
+    text = values.astype(str).str.strip().str.lower()
+    return text.map(lambda v: 1.0 if v in POSITIVE else (0.0 if v in NEGATIVE else math.nan))
+
+
+def _modalities(df: pd.DataFrame) -> list[str]:
+    return sorted(df["modality_id"].dropna().astype(str).unique())
+
+
+def _reference(df: pd.DataFrame, params: dict[str, Any]) -> str | None:
+    ref = params.get("reference")
+    mods = _modalities(df)
+    if ref is not None and ref in mods:
+        return ref
+    return None
+
+
+def _categories(sub: pd.DataFrame, key: str, kind: str, params: dict[str, Any]) -> list[Any]:
+    if kind == "likert":
+        scale = params.get("scales", {}).get(key)
+        if scale:
+            return list(range(int(scale[0]), int(scale[1]) + 1))
+        values = _numeric_value(sub).dropna()
+        return list(range(int(values.min()), int(values.max()) + 1)) if len(values) else []
+    choices = params.get("categories", {}).get(key)
+    if choices:
+        return [str(c) for c in choices]
+    return sorted(sub["value"].dropna().astype(str).unique())
+
+
+def _reads_frame(sub: pd.DataFrame, value: pd.Series, extra: Iterable[str] = ()) -> pd.DataFrame:
+    cols = ["reader_id", "case_id", "patient_id", "modality_id", *extra]
+    out = sub[cols].copy()
+    out["value"] = value.to_numpy()
+    return out.dropna(subset=["value"])
+
+
+# ---------------------------------------------------------------------------- results
+
+
+def _section(name: str) -> dict[str, Any]:
+    return {"title": ANALYSES[name], "status": "done", "reason": "", "items": [], "skipped": []}
+
+
+def _skip(section: dict[str, Any], reason: str) -> dict[str, Any]:
+    """Mark ``section`` skipped; when comparisons were tried and refused, say why."""
+    section["status"] = "skipped"
+    refused = section["skipped"]
+    if refused:
+        reason = f"no comparison could be computed ({refused[0]['id']}: {refused[0]['reason']})"
+    section["reason"] = reason
+    return section
+
+
+def _item(section: dict[str, Any], item_id: str, result: Any, **labels: Any) -> None:
+    data = result.to_dict() if hasattr(result, "to_dict") else jsonable(result)
+    section["items"].append({"id": item_id, **jsonable(labels), "result": data})
+
+
+def _try(section: dict[str, Any], item_id: str, func: Callable[[], Any], **labels: Any) -> bool:
+    try:
+        result = func()
+    except sa.AnalysisError as exc:
+        section["skipped"].append({"id": item_id, **jsonable(labels), "reason": str(exc)})
+        return False
+    _item(section, item_id, result, **labels)
+    return True
+
+
+def _inter_reader(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("inter_reader")
+    first = _first_reads(df)
+    questions = _questions(first, CATEGORICAL_KINDS)
+    if not questions:
+        return _skip(section, "no Likert, finding or choice questions were answered")
+    weights = None if params["kappa_weights"] == "unweighted" else params["kappa_weights"]
+    for key, meta in questions:
+        q = first[first["question"] == key]
+        kind = meta["kind"]
+        value = (
+            _numeric_value(q)
+            if kind == "likert"
+            else q["value"].astype(str).where(q["value"].notna())
+        )
+        cats = _categories(q, key, kind, params)
+        w = weights if kind == "likert" else None
+        all_reads = _reads_frame(q, value)
+        for mod in _modalities(q):
+            reads = all_reads[all_reads["modality_id"] == mod]
+            matrix = sa.ratings_matrix(reads) if not reads.empty else pd.DataFrame()
+            labels = {"question": key, "label": meta["label"], "modality": mod}
+            if matrix.shape[1] < 2:
+                section["skipped"].append(
+                    {"id": f"{key}/{mod}", **labels, "reason": "fewer than 2 readers"}
+                )
+                continue
+            if matrix.shape[1] == 2:
+                a, b = matrix.columns
+                _try(
+                    section,
+                    f"{key}/{mod}/cohen",
+                    lambda m=matrix, a=a, b=b, c=cats, w=w: sa.cohen_kappa(
+                        m[a], m[b], c, weights=w, alpha=params["alpha"]
+                    ),
+                    coefficient="Cohen kappa" + (f" ({w})" if w else ""),
+                    **labels,
+                )
+            else:
+                _try(
+                    section,
+                    f"{key}/{mod}/fleiss",
+                    lambda m=matrix, c=cats: sa.fleiss_kappa(m, c, alpha=params["alpha"]),
+                    coefficient="Fleiss kappa",
+                    **labels,
+                )
+                _try(
+                    section,
+                    f"{key}/{mod}/gwet",
+                    lambda m=matrix, c=cats, w=w: sa.gwet_ac1(
+                        m, c, weights=w, alpha=params["alpha"]
+                    ),
+                    coefficient="Gwet AC1" if w is None else f"Gwet AC2 ({w})",
+                    **labels,
+                )
+    if not section["items"]:
+        return _skip(section, "no question had two readers' ratings of the same cases")
+    return section
+
+
+def _intra_reader(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("intra_reader")
+    if "read_index" not in df.columns or not (df["read_index"] > 1).any():
+        return _skip(section, "the study has no repeat reads")
+    repeated = df[df["read_index"].notna()]
+    questions = _questions(repeated[repeated["read_index"] > 1], ("likert", "finding", "choice"))
+    weights = None if params["kappa_weights"] == "unweighted" else params["kappa_weights"]
+    for key, meta in questions:
+        q = repeated[repeated["question"] == key]
+        kind = meta["kind"]
+        value = (
+            _numeric_value(q)
+            if kind == "likert"
+            else q["value"].astype(str).where(q["value"].notna())
+        )
+        reads = _reads_frame(q, value, ("read_index",))
+        n_reads = reads.groupby(["reader_id", "case_id", "modality_id"])["read_index"]
+        reads = reads[n_reads.transform("nunique") > 1]
+        cats = _categories(q, key, kind, params)
+        _try(
+            section,
+            key,
+            lambda r=reads, c=cats, w=(weights if kind == "likert" else None): (
+                sa.intra_reader_agreement(
+                    r,
+                    c,
+                    weights=w,
+                    alpha=params["alpha"],
+                    n_boot=params["n_boot"],
+                    seed=params["seed"],
+                )
+            ),
+            question=key,
+            label=meta["label"],
+        )
+    if not section["items"]:
+        return _skip(section, "no repeat read of a Likert, finding or choice question")
+    return section
+
+
+def _likert(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("likert")
+    ref = _reference(df, params)
+    if ref is None:
+        return _skip(section, "no reference arm among the arms read")
+    first = _first_reads(df)
+    questions = _questions(first, ("likert",))
+    if not questions:
+        return _skip(section, "no Likert questions were answered")
+    for key, meta in questions:
+        q = first[first["question"] == key]
+        reads = _reads_frame(q, _numeric_value(q))
+        for new in _modalities(q):
+            if new == ref:
+                continue
+            _try(
+                section,
+                f"{key}/{new}",
+                lambda r=reads, n=new: sa.likert_comparison(
+                    r,
+                    ref,
+                    n,
+                    threshold=params["likert_threshold"],
+                    alpha=params["alpha"],
+                    n_boot=params["n_boot"],
+                    seed=params["seed"],
+                ),
+                question=key,
+                label=meta["label"],
+                criterion=meta["criterion"],
+                structure=meta["structure"],
+                reference=ref,
+                modality=new,
+            )
+    if not section["items"]:
+        return _skip(section, "no Likert question was read under the reference and another arm")
+    adjusted = sa.holm([item["result"]["pooled"]["p_value"] for item in section["items"]])
+    for item, p in zip(section["items"], adjusted, strict=True):
+        item["p_holm"] = jsonable(float(p))
+    section["note"] = "p_holm: pooled p-values Holm-adjusted across questions and arms"
+    return section
+
+
+def _interchangeability(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("interchangeability")
+    ref = _reference(df, params)
+    if ref is None:
+        return _skip(section, "no reference arm among the arms read")
+    first = _first_reads(df)
+    questions = _questions(first, ("finding",))
+    if not questions:
+        return _skip(section, "no finding questions were answered")
+    for key, meta in questions:
+        q = first[first["question"] == key]
+        reads = _reads_frame(q, q["value"].astype(str).where(q["value"].notna()))
+        for new in _modalities(q):
+            if new == ref:
+                continue
+            _try(
+                section,
+                f"{key}/{new}",
+                lambda r=reads, n=new: sa.interchangeability(
+                    r,
+                    ref,
+                    n,
+                    margin=params["margin"],
+                    n_boot=params["n_boot"],
+                    seed=params["seed"],
+                    alpha=params["alpha"],
+                ),
+                question=key,
+                label=meta["label"],
+                reference=ref,
+                modality=new,
+            )
+    if not section["items"]:
+        return _skip(section, "no finding was read under the reference and another arm")
+    return section
+
+
+def _coded(q: pd.DataFrame, column: str) -> pd.Series:
+    """The numeric code of ``column`` (value / truth): the export's ``<column>_numeric``
+    where it has one, else present / absent style labels as 1 / 0."""
+    numeric = "value_numeric" if column == "value" else f"{column}_numeric"
+    coded = _binary(q[column])
+    if numeric in q.columns:
+        coded = pd.to_numeric(q[numeric], errors="coerce").where(q[numeric].notna(), coded)
+    return coded.astype(float)
+
+
+def finding_calls(q: pd.DataFrame) -> tuple[pd.Series, pd.Series, bool]:
+    """(call, truth, dichotomised) of a finding's reads as 0/1.
+
+    Binary findings keep their 1 / 0 coding; graded findings (grade index, 0 = normal) are
+    dichotomised as lesion present (grade > 0), as is usual for accuracy and ROC analysis.
+    NaN where a value is not codable.
+    """
+    call, truth = _coded(q, "value"), _coded(q, "truth")
+    observed = set(call.dropna().unique()) | set(truth.dropna().unique())
+    if observed <= {0.0, 1.0}:
+        return call, truth, False
+    return (
+        call.where(call.isna(), (call > 0).astype(float)),
+        truth.where(truth.isna(), (truth > 0).astype(float)),
+        True,
+    )
+
+
+def roc_ratings(q: pd.DataFrame, params: dict[str, Any]) -> pd.Series:
+    """The ROC rating of every read of a finding (higher = more likely diseased): the
+    confidence signed by the call (present: 5 + c, absent: 6 - c), or the confidence itself
+    with ``roc_rating = 'confidence'``."""
+    conf = q["confidence"].astype(float) if "confidence" in q.columns else pd.Series(np.nan)
+    if params["roc_rating"] == "confidence":
+        return conf
+    call, _, _ = finding_calls(q)
+    return pd.Series(np.where(call == 1, 5 + conf, 6 - conf), index=q.index)
+
+
+def _accuracy(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("accuracy")
+    if "truth" not in df.columns or df["truth"].isna().all():
+        return _skip(section, "no reference standard (truth) was entered")
+    first = _first_reads(df)
+    questions = _questions(first, ("finding",))
+    if not questions:
+        return _skip(section, "no finding questions were answered")
+    for key, meta in questions:
+        q = first[(first["question"] == key) & first["truth"].notna()]
+        labels = {"question": key, "label": meta["label"]}
+        if q.empty:
+            section["skipped"].append({"id": key, **labels, "reason": "no truth entered"})
+            continue
+        call, truth, dichotomised = finding_calls(q)
+        if call.isna().any() or truth.isna().any():
+            reason = "values are neither present/absent nor grades"
+            section["skipped"].append({"id": key, **labels, "reason": reason})
+            continue
+        if dichotomised:
+            labels["dichotomised"] = "graded finding: present = grade above the first choice"
+        reads = _reads_frame(q, call).assign(truth=truth.to_numpy())
+        _try(
+            section,
+            f"{key}/accuracy",
+            lambda r=reads: sa.diagnostic_accuracy(
+                r, alpha=params["alpha"], n_boot=params["n_boot"], seed=params["seed"]
+            ),
+            analysis="accuracy",
+            **labels,
+        )
+        rating = roc_ratings(q, params)
+        if rating.isna().any():
+            section["skipped"].append(
+                {"id": f"{key}/mrmc", **labels, "reason": "confidence ratings are missing"}
+            )
+            continue
+        roc = reads.assign(confidence=rating.to_numpy())
+        _try(
+            section,
+            f"{key}/mrmc",
+            lambda r=roc: sa.mrmc_or(
+                r, covariance=params["mrmc_covariance"], alpha=params["alpha"]
+            ),
+            analysis="mrmc",
+            **labels,
+        )
+    if not section["items"]:
+        return _skip(section, "no finding with a reference standard could be analysed")
+    return section
+
+
+def _roi_stats(value: Any) -> dict[str, float | None] | None:
+    """{mean, sd} of an ROI answer: the viewer's JSON, or just its mean (sd None)."""
+    if isinstance(value, dict):
+        data: Any = value
+    else:
+        try:
+            data = json.loads(value)
+        except (TypeError, ValueError):
+            return None
+    if isinstance(data, int | float) and not isinstance(data, bool):
+        return {"mean": float(data), "sd": None} if math.isfinite(data) else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        mean = float(data["mean"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    try:
+        sd = float(data["sd"])
+    except (KeyError, TypeError, ValueError):
+        sd = None
+    return {"mean": mean, "sd": sd}
+
+
+def background_sigma(roi: dict[str, float | None], n_coils: int) -> tuple[float, str]:
+    """Noise sigma from a background ROI's summary: SD / SD factor when its SD is known,
+    otherwise mean / mean factor (both :func:`studies.analysis.magnitude_noise_factors`)."""
+    mean_f, sd_f = sa.magnitude_noise_factors(n_coils)
+    if roi.get("sd") is not None:
+        return float(roi["sd"]) / sd_f, f"SD(background) / {sd_f:.4f}"
+    return float(roi["mean"]) / mean_f, f"mean(background) / {mean_f:.4f}"
+
+
+def _is_noise_roi(meta: dict[str, str], key: str) -> bool:
+    text = f"{key} {meta['criterion']} {meta['structure']}".lower()
+    return any(word in text for word in NOISE_WORDS)
+
+
+def image_quality_table(df: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """One row per read and signal ROI (SNR) or ROI pair (CNR): reader_id, case_id,
+    modality_id, sigma_method, measure, name, value; empty without a background ROI."""
+    first = _first_reads(df)
+    questions = _questions(first, ("roi",))
+    noise = [k for k, m in questions if _is_noise_roi(m, k)]
+    signal = [(k, m) for k, m in questions if k not in noise]
+    if not noise or not signal:
+        return pd.DataFrame(
+            columns=[
+                "reader_id",
+                "case_id",
+                "modality_id",
+                "sigma_method",
+                "measure",
+                "name",
+                "value",
+            ]
+        )
+    read_key = ["reader_id", "case_id", "modality_id"]
+    stats = first[first["question"].isin([k for k, _ in questions])].copy()
+    stats["roi"] = stats["value"].map(_roi_stats)
+    stats = stats[stats["roi"].notna()]
+    rows = []
+    for key_vals, read in stats.groupby(read_key, sort=True):
+        rois = dict(zip(read["question"], read["roi"], strict=False))
+        bg = rois.get(noise[0])
+        if bg is None:
+            continue
+        sigma, how = background_sigma(bg, params["n_coils"])
+        if not sigma > 0:
+            continue
+        labels = {**dict(zip(read_key, key_vals, strict=True)), "sigma_method": how}
+        present = [(k, m) for k, m in signal if k in rois]
+        for k, m in present:
+            snr_value = rois[k]["mean"] / sigma
+            rows.append({**labels, "measure": "SNR", "name": m["label"], "value": snr_value})
+        for i, (ka, ma) in enumerate(present):
+            for kb, mb in present[i + 1 :]:
+                contrast = abs(rois[ka]["mean"] - rois[kb]["mean"])
+                rows.append(
+                    {
+                        **labels,
+                        "measure": "CNR",
+                        "name": f"{ma['label']} vs {mb['label']}",
+                        "value": contrast / sigma,
+                    }
+                )
+    return pd.DataFrame(rows, columns=[*read_key, "sigma_method", "measure", "name", "value"])
+
+
+def _image_quality(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("image_quality")
+    questions = _questions(_first_reads(df), ("roi",))
+    if not questions:
+        return _skip(section, "no ROI questions were answered")
+    if not any(_is_noise_roi(m, k) for k, m in questions):
+        return _skip(section, "no background ROI (structure 'background'): sigma is unknown")
+    table = image_quality_table(df, params)
+    if table.empty:
+        return _skip(section, "no read has both a signal and a background ROI")
+    families = params.get("reconstruction_families", {})
+    for (measure, name, mod), g in table.groupby(["measure", "name", "modality_id"], sort=True):
+        v = g["value"].to_numpy(dtype=float)
+        family = families.get(mod)
+        warn = []
+        if family in NON_UNIFORM_NOISE_FAMILIES:
+            warn.append(
+                f"background-noise {measure} on a {family} reconstruction: noise is spatially "
+                "varying there, so the value is unreliable"
+            )
+        summary = {
+            "n": int(v.size),
+            "mean": float(v.mean()),
+            "sd": float(v.std(ddof=1)) if v.size > 1 else None,
+            "median": float(np.median(v)),
+            "q1": float(np.quantile(v, 0.25)),
+            "q3": float(np.quantile(v, 0.75)),
+            "method": (
+                f"{measure} per read from ROI summaries; background method, "
+                f"{params['n_coils']}-coil magnitude correction: sigma = "
+                + " or ".join(sorted(g["sigma_method"].unique()))
+            ),
+            "reconstruction_family": family,
+            "warnings": warn,
+        }
+        section["items"].append(
+            {
+                "id": f"{measure}/{name}/{mod}",
+                "measure": measure,
+                "name": name,
+                "modality": mod,
+                "result": jsonable(summary),
+            }
+        )
+    return section
+
+
+def bland_altman(new: np.ndarray, ref: np.ndarray, alpha: float) -> dict[str, Any]:
+    """Bias (mean of new - reference), its t CI, SD and 95 % limits of agreement."""
+    from scipy import stats
+
+    d = np.asarray(new, dtype=float) - np.asarray(ref, dtype=float)
+    n = d.size
+    if n < 3:
+        raise sa.AnalysisError(f"Bland-Altman needs at least 3 pairs, got {n}")
+    bias, sd = float(d.mean()), float(d.std(ddof=1))
+    half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n))
+    return {
+        "n": n,
+        "bias": bias,
+        "bias_ci": [bias - half, bias + half],
+        "sd": sd,
+        "loa": [bias - 1.96 * sd, bias + 1.96 * sd],
+        "method": (
+            "Bland-Altman: differences new - reference over reader-case pairs; bias CI by t "
+            f"with n-1 df ({100 * (1 - alpha):g}%); limits of agreement bias +/- 1.96 SD"
+        ),
+    }
+
+
+def _measurement_pairs(q: pd.DataFrame, ref: str, new: str) -> pd.DataFrame:
+    reads = _reads_frame(q, _numeric_value(q))
+    wide = reads.pivot_table(
+        index=["reader_id", "case_id"], columns="modality_id", values="value", aggfunc="first"
+    )
+    if ref not in wide.columns or new not in wide.columns:
+        return pd.DataFrame(columns=[ref, new])
+    return wide[[ref, new]].dropna()
+
+
+def _bland_altman(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("bland_altman")
+    ref = _reference(df, params)
+    if ref is None:
+        return _skip(section, "no reference arm among the arms read")
+    first = _first_reads(df)
+    questions = _questions(first, ("number",))
+    if not questions:
+        return _skip(section, "no measurement (number) questions were answered")
+    for key, meta in questions:
+        q = first[first["question"] == key]
+        for new in _modalities(q):
+            if new == ref:
+                continue
+            pairs = _measurement_pairs(q, ref, new)
+            _try(
+                section,
+                f"{key}/{new}",
+                lambda p=pairs, n=new: bland_altman(
+                    p[n].to_numpy(), p[ref].to_numpy(), params["alpha"]
+                ),
+                question=key,
+                label=meta["label"],
+                reference=ref,
+                modality=new,
+            )
+    if not section["items"]:
+        return _skip(section, "no measurement was made under the reference and another arm")
+    return section
+
+
+def _scan_time(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    section = _section("scan_time")
+    ref = _reference(df, params)
+    times = params.get("scan_times_s") or {}
+    if ref is None or ref not in times:
+        return _skip(section, "the reference arm's acquisition time is unknown")
+    for mod in _modalities(df):
+        if mod == ref or mod not in times:
+            continue
+        _try(
+            section,
+            mod,
+            lambda m=mod: sa.scan_time_reduction(float(times[ref]), float(times[m])),
+            reference=ref,
+            modality=mod,
+        )
+    if not section["items"]:
+        return _skip(section, "no other arm has an acquisition time")
+    return section
+
+
+RUNNERS: dict[str, Callable[[pd.DataFrame, dict[str, Any]], dict[str, Any]]] = {
+    "inter_reader": _inter_reader,
+    "intra_reader": _intra_reader,
+    "likert": _likert,
+    "interchangeability": _interchangeability,
+    "accuracy": _accuracy,
+    "image_quality": _image_quality,
+    "bland_altman": _bland_altman,
+    "scan_time": _scan_time,
+}
+
+
+def compute_results(
+    reads: pd.DataFrame, params: dict[str, Any], progress: ProgressCallback | None = None
+) -> dict[str, Any]:
+    """Every chosen analysis on ``reads``; JSON-friendly, deterministic for given params.
+
+    An analysis whose data are absent is kept with ``status = 'skipped'`` and a reason;
+    individual comparisons that the library refuses are listed under ``skipped``.
+    """
+    params = normalise_parameters(params)
+    reads = single_arm_reads(reads)
+    if reads.empty:
+        raise ReportError("the study has no submitted reads to analyse")
+    chosen = params["analyses"]
+    sections: dict[str, Any] = {}
+    for i, name in enumerate(chosen):
+        if progress:
+            progress(i / len(chosen), f"Running: {ANALYSES[name]}")
+        sections[name] = RUNNERS[name](reads, params)
+    first = _first_reads(reads)
+    summary = {
+        "n_rows": int(len(reads)),
+        "n_readers": int(reads["reader_id"].nunique()),
+        "n_cases": int(reads["case_id"].nunique()),
+        "n_patients": int(reads["patient_id"].nunique()),
+        "modalities": _modalities(reads),
+        "reference": _reference(reads, params),
+        "n_questions": int(reads["question"].nunique()),
+        "n_first_reads": int(len(first)),
+    }
+    return jsonable({"parameters": params, "summary": summary, "analyses": sections})
+
+
+def compare_results(expected: Any, actual: Any, rel: float = 1e-9, path: str = "") -> list[str]:
+    """Differences between two results dicts (floats within ``rel``); empty when equal."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = []
+        for key in sorted(set(expected) | set(actual)):
+            if key not in expected or key not in actual:
+                out.append(f"{path}/{key}: present in only one of the results")
+            else:
+                out += compare_results(expected[key], actual[key], rel, f"{path}/{key}")
+        return out
+    if isinstance(expected, list) and isinstance(actual, list):
+        if len(expected) != len(actual):
+            return [f"{path}: {len(expected)} vs {len(actual)} entries"]
+        out = []
+        for i, (a, b) in enumerate(zip(expected, actual, strict=True)):
+            out += compare_results(a, b, rel, f"{path}[{i}]")
+        return out
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return [] if expected == actual else [f"{path}: {expected!r} != {actual!r}"]
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        if math.isclose(expected, actual, rel_tol=rel, abs_tol=1e-12):
+            return []
+        return [f"{path}: {expected!r} != {actual!r}"]
+    return [] if expected == actual else [f"{path}: {expected!r} != {actual!r}"]
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _svg(fig) -> str:
+    """The figure as an SVG data URI (text kept as text: smaller, selectable)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "recontrial", "font.size": 9})
+    return plt
+
+
+def _forest(rows: list[tuple[str, float, float, float]], title: str, xlabel: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    for yi, (_label, est, lo, hi) in zip(y, rows, strict=True):
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [yi, yi], color="#1f4e9c", lw=1.5)
+        ax.plot([est], [yi], "s", color="#1f4e9c")
+    ax.set_yticks(y)
+    ax.set_yticklabels([r[0] for r in rows])
+    ax.axvline(0, color="#888", lw=0.8, ls=":")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    return _svg(fig)
+
+
+def _ci(est: dict[str, Any]) -> tuple[float, float]:
+    ci = est.get("ci") or [None, None]
+    return tuple(math.nan if v is None else float(v) for v in ci)  # type: ignore[return-value]
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _fig_inter_reader(section: dict[str, Any], reads, params) -> list[dict[str, str]]:
+    rows = []
+    for item in section["items"]:
+        lo, hi = _ci(item["result"])
+        rows.append(
+            (
+                f"{item['label']} [{item['modality']}] {item['coefficient']}",
+                _num(item["result"]["estimate"]),
+                lo,
+                hi,
+            )
+        )
+    if not rows:
+        return []
+    return [
+        {
+            "title": "Inter-reader agreement (forest plot)",
+            "src": _forest(rows, "Inter-reader agreement", "coefficient (95% CI)"),
+        }
+    ]
+
+
+def _fig_intra_reader(section: dict[str, Any], reads, params) -> list[dict[str, str]]:
+    rows = []
+    for item in section["items"]:
+        for est in item["result"]["pooled"]:
+            lo, hi = _ci(est)
+            mod = est["details"].get("modality_id")
+            rows.append((f"{item['label']} [{mod}]", _num(est["estimate"]), lo, hi))
+    if not rows:
+        return []
+    return [
+        {
+            "title": "Intra-reader agreement (forest plot)",
+            "src": _forest(rows, "Pooled intra-reader kappa", "kappa (95% CI)"),
+        }
+    ]
+
+
+def _fig_likert(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict[str, str]]:
+    plt = _plt()
+    first = _first_reads(reads)
+    figures = []
+    keys = list(dict.fromkeys(item["question"] for item in section["items"]))
+    for key in keys:
+        q = first[first["question"] == key]
+        label = next(i["label"] for i in section["items"] if i["question"] == key)
+        values = _numeric_value(q)
+        cats = _categories(q, key, "likert", params)
+        mods = _modalities(q)
+        fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(mods) + 1.3))
+        left = np.zeros(len(mods))
+        cmap = plt.get_cmap("RdYlGn", max(len(cats), 2))
+        for ci, cat in enumerate(cats):
+            share = np.array(
+                [
+                    float((values[q["modality_id"] == m] == cat).mean() * 100)
+                    if (q["modality_id"] == m).any()
+                    else 0.0
+                    for m in mods
+                ]
+            )
+            ax.barh(mods, share, left=left, color=cmap(ci), label=str(cat), edgecolor="white")
+            left += share
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("% of reads")
+        ax.invert_yaxis()
+        ax.set_title(f"{label}: scores per arm")
+        ax.legend(
+            title="score",
+            ncol=len(cats),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.35),
+            frameon=False,
+        )
+        figures.append({"title": f"Likert scores: {label}", "src": _svg(fig)})
+    return figures
+
+
+def _fig_interchangeability(section: dict[str, Any], reads, params) -> list[dict[str, str]]:
+    if not section["items"]:
+        return []
+    plt = _plt()
+    items = section["items"]
+    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(items) + 1.3))
+    y = np.arange(len(items))[::-1]
+    for yi, item in zip(y, items, strict=True):
+        r = item["result"]
+        lo, hi = _ci(r)
+        color = "#17803d" if r["interchangeable"] else "#b42318"
+        ax.plot([lo, hi], [yi, yi], color=color, lw=1.5)
+        ax.plot([_num(r["gamma"])], [yi], "o", color=color)
+    margin = items[0]["result"]["margin"]
+    ax.axvline(margin, color="#b42318", ls="--", lw=1, label=f"margin {margin:g}")
+    ax.axvline(0, color="#888", ls=":", lw=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{i['label']} [{i['modality']} vs {i['reference']}]" for i in items])
+    ax.set_xlabel("gamma = A_CC - A_NC (95% CI)")
+    ax.set_title("Interchangeability: CI against the margin")
+    ax.legend(loc="lower right", frameon=False)
+    return [{"title": "Interchangeability", "src": _svg(fig)}]
+
+
+def empirical_roc(ratings: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) of the empirical ROC curve over every distinct rating threshold."""
+    thresholds = np.unique(ratings)[::-1]
+    pos, neg = truth == 1, truth == 0
+    tpr = [0.0] + [float((ratings[pos] >= t).mean()) for t in thresholds]
+    fpr = [0.0] + [float((ratings[neg] >= t).mean()) for t in thresholds]
+    return np.array(fpr), np.array(tpr)
+
+
+def _fig_accuracy(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict[str, str]]:
+    plt = _plt()
+    first = _first_reads(reads)
+    figures = []
+    for item in section["items"]:
+        if item["analysis"] != "mrmc":
+            continue
+        key = item["question"]
+        q = first[(first["question"] == key) & first["truth"].notna()]
+        rating = roc_ratings(q, params).to_numpy(dtype=float)
+        truth = finding_calls(q)[1].to_numpy(dtype=int)
+        aucs = {
+            str(e["details"].get("modality_id", e["name"])): e["estimate"]
+            for e in item["result"]["random_readers_random_cases"]["modality_auc"]
+        }
+        fig, ax = plt.subplots(figsize=(4.8, 4.5))
+        mods = q["modality_id"].to_numpy()
+        for mod in _modalities(q):
+            sel = mods == mod
+            fpr, tpr = empirical_roc(rating[sel], truth[sel])
+            auc = aucs.get(mod)
+            ax.plot(fpr, tpr, marker=".", label=f"{mod}" + (f" (AUC {auc:.3f})" if auc else ""))
+        ax.plot([0, 1], [0, 1], color="#888", ls=":", lw=0.8)
+        ax.set_xlabel("1 - specificity")
+        ax.set_ylabel("sensitivity")
+        ax.set_title(f"ROC (pooled over readers): {item['label']}")
+        ax.legend(loc="lower right", frameon=False)
+        figures.append({"title": f"ROC curves: {item['label']}", "src": _svg(fig)})
+    return figures
+
+
+def _fig_image_quality(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict]:
+    table = image_quality_table(reads, params)
+    if table.empty:
+        return []
+    plt = _plt()
+    figures = []
+    for (measure, name), g in table.groupby(["measure", "name"], sort=True):
+        mods = _modalities(g)
+        fig, ax = plt.subplots(figsize=(5.5, 3.2))
+        ax.boxplot([g.loc[g["modality_id"] == m, "value"].to_numpy() for m in mods])
+        ax.set_xticks(range(1, len(mods) + 1))
+        ax.set_xticklabels(mods)
+        ax.set_ylabel(measure)
+        ax.set_title(f"{measure}: {name}")
+        figures.append({"title": f"{measure} box plot: {name}", "src": _svg(fig)})
+    return figures
+
+
+def _fig_bland_altman(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict]:
+    plt = _plt()
+    first = _first_reads(reads)
+    figures = []
+    for item in section["items"]:
+        q = first[first["question"] == item["question"]]
+        pairs = _measurement_pairs(q, item["reference"], item["modality"])
+        new = pairs[item["modality"]].to_numpy(dtype=float)
+        ref = pairs[item["reference"]].to_numpy(dtype=float)
+        r = item["result"]
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        ax.scatter((new + ref) / 2, new - ref, s=14, color="#1f4e9c")
+        ax.axhline(r["bias"], color="#1f4e9c", label=f"bias {r['bias']:.3g}")
+        for limit in r["loa"]:
+            ax.axhline(limit, color="#b42318", ls="--", lw=1)
+        ax.set_xlabel("mean of the two arms")
+        ax.set_ylabel(f"{item['modality']} - {item['reference']}")
+        ax.set_title(f"Bland-Altman: {item['label']}")
+        ax.legend(loc="best", frameon=False)
+        figures.append({"title": f"Bland-Altman: {item['label']}", "src": _svg(fig)})
+    return figures
+
+
+FIGURES = {
+    "inter_reader": _fig_inter_reader,
+    "intra_reader": _fig_intra_reader,
+    "likert": _fig_likert,
+    "interchangeability": _fig_interchangeability,
+    "accuracy": _fig_accuracy,
+    "image_quality": _fig_image_quality,
+    "bland_altman": _fig_bland_altman,
+}
+
+
+def make_figures(reads: pd.DataFrame, results: dict[str, Any]) -> dict[str, list[dict]]:
+    """{analysis: [{title, src (SVG data URI)}]} for every analysis that was run."""
+    params = results["parameters"]
+    reads = single_arm_reads(reads)
+    out: dict[str, list[dict]] = {}
+    for name, section in results["analyses"].items():
+        if section["status"] == "done" and name in FIGURES:
+            out[name] = FIGURES[name](section, reads, params)
+    return out
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "–"
+        if v != 0 and abs(v) < 10 ** (-digits):
+            return f"{v:.2e}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _fci(est: dict[str, Any]) -> str:
+    lo, hi = _ci(est)
+    return f"{_f(lo)} to {_f(hi)}"
+
+
+def _table(caption: str, headers: list[str], rows: list[list[str]]) -> dict[str, Any]:
+    return {"caption": caption, "headers": headers, "rows": rows}
+
+
+def _range(pair: list[Any]) -> str:
+    return f"{_f(pair[0])} to {_f(pair[1])}"
+
+
+def _tables_inter_reader(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        r = i["result"]
+        rows.append(
+            [i["label"], i["modality"], i["coefficient"], _f(r["estimate"]), _fci(r)]
+            + [_f(r["p_value"]), _f(r["n"])]
+        )
+    headers = ["Question", "Arm", "Coefficient", "Estimate", "95% CI", "p", "n"]
+    return [_table("Agreement coefficients per question and arm (first reads)", headers, rows)]
+
+
+def _tables_intra_reader(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        for e in i["result"]["per_reader"]:
+            reader = f"reader {e['details']['reader_id']}"
+            mod = e["details"]["modality_id"]
+            rows.append([i["label"], mod, reader, _f(e["estimate"]), _fci(e), _f(e["n"])])
+        for e in i["result"]["pooled"]:
+            mod = e["details"]["modality_id"]
+            rows.append([i["label"], mod, "pooled", _f(e["estimate"]), _fci(e), _f(e["n"])])
+    headers = ["Question", "Arm", "Reader", "Kappa", "95% CI", "n"]
+    return [_table("Intra-reader kappa, read 1 vs read 2", headers, rows)]
+
+
+def _tables_likert(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        r = i["result"]
+        model = r.get("ordinal_model") or {}
+        diagnostic = "; ".join(f"{d['name']}: {_f(d['estimate'])}" for d in r["diagnostic"])
+        rows.append(
+            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["pooled"]["estimate"])]
+            + [_f(r["pooled"]["p_value"]), _f(i.get("p_holm"))]
+            + [_f(model.get("details", {}).get("odds_ratio")), diagnostic]
+        )
+    headers = ["Question", "Comparison", "Effect (rank-biserial)", "p", "p (Holm)"]
+    headers += ["Odds ratio (ordinal model)", "Proportion diagnostic"]
+    return [_table("Paired comparison against the reference arm", headers, rows)]
+
+
+def _tables_interchangeability(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        r = i["result"]
+        rows.append(
+            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["a_cc"]), _f(r["a_nc"])]
+            + [_f(r["gamma"]), _fci(r), _f(r["margin"]), _f(r["interchangeable"])]
+        )
+    headers = ["Finding", "Comparison", "A_CC", "A_NC", "gamma", "95% CI", "Margin"]
+    headers += ["Interchangeable"]
+    return [_table("Individual equivalence index (excess disagreement)", headers, rows)]
+
+
+def _tables_accuracy(items: list[dict]) -> list[dict[str, Any]]:
+    tables = []
+    shown = ("sensitivity", "specificity", "accuracy")
+    for i in items:
+        r = i["result"]
+        if i["analysis"] == "accuracy":
+            rows = []
+            for e in r["estimates"]:
+                d = e["details"]
+                if d["metric"] in shown:
+                    count = f"{d['numerator']}/{d['denominator']}"
+                    rows.append(
+                        [str(d["modality_id"]), str(d["reader_id"]), d["metric"]]
+                        + [_f(e["estimate"]), _fci(e), count]
+                    )
+            headers = ["Arm", "Reader", "Metric", "Estimate", "95% CI", "k/n"]
+            caption = f"{i['label']}: accuracy against the reference standard"
+            tables.append(_table(caption, headers, rows))
+        else:
+            rr = r["random_readers_random_cases"]
+            rows = [[e["name"], _f(e["estimate"]), _fci(e), ""] for e in rr["modality_auc"]]
+            rows += [
+                [e["name"], _f(e["estimate"]), _fci(e), _f(e["p_value"])] for e in rr["differences"]
+            ]
+            caption = (
+                f"{i['label']}: MRMC AUC (Obuchowski-Rockette, random readers and cases; "
+                f"F = {_f(rr['statistic'])}, p = {_f(rr['p_value'])})"
+            )
+            tables.append(_table(caption, ["AUC / difference", "Estimate", "95% CI", "p"], rows))
+    return tables
+
+
+def _tables_image_quality(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        r = i["result"]
+        rows.append(
+            [i["measure"], i["name"], i["modality"], _f(r["n"]), _f(r["median"])]
+            + [_range([r["q1"], r["q3"]]), _f(r["mean"]), "; ".join(r["warnings"])]
+        )
+    headers = ["Measure", "ROI", "Arm", "n", "Median", "IQR", "Mean", "Note"]
+    return [_table("SNR / CNR per arm", headers, rows)]
+
+
+def _tables_bland_altman(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        r = i["result"]
+        rows.append(
+            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["n"]), _f(r["bias"])]
+            + [_range(r["bias_ci"]), _range(r["loa"])]
+        )
+    headers = ["Measurement", "Comparison", "n", "Bias", "Bias 95% CI", "Limits of agreement"]
+    return [_table("Bland-Altman agreement of measurements", headers, rows)]
+
+
+def _tables_scan_time(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        r = i["result"]
+        rows.append(
+            [i["modality"], i["reference"], _f(r["reference_s"], 1), _f(r["new_s"], 1)]
+            + [f"{_f(r['reduction_percent'], 1)} %", f"{_f(r['speedup'], 2)}x"]
+        )
+    headers = ["Arm", "Reference", "TA reference (s)", "TA (s)", "Reduction", "Speed-up"]
+    return [_table("Acquisition time from the arms' protocols", headers, rows)]
+
+
+TABLES: dict[str, Callable[[list[dict]], list[dict[str, Any]]]] = {
+    "inter_reader": _tables_inter_reader,
+    "intra_reader": _tables_intra_reader,
+    "likert": _tables_likert,
+    "interchangeability": _tables_interchangeability,
+    "accuracy": _tables_accuracy,
+    "image_quality": _tables_image_quality,
+    "bland_altman": _tables_bland_altman,
+    "scan_time": _tables_scan_time,
+}
+
+
+# ------------------------------------------------------------------------------- HTML
+
+REPORT_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; color: #1c2430;
+       margin: 1.5cm; }
+h1 { font-size: 16pt; } h2 { font-size: 13pt; border-bottom: 1px solid #ccd; margin-top: 1.4em; }
+table { border-collapse: collapse; margin: .6em 0; width: 100%; }
+th, td { border-bottom: 1px solid #dde; padding: 3px 6px; text-align: left; font-size: 9pt; }
+caption { text-align: left; font-weight: bold; padding: 4px 0; }
+.figure img { max-width: 100%; } .figure { page-break-inside: avoid; margin: .6em 0; }
+.skipped { color: #8a5a00; } .muted { color: #667; font-size: 9pt; }
+@page { size: A4; margin: 1.2cm; }
+</style></head>
+<body>
+{{ body }}
+</body></html>
+"""
+
+BODY_TEMPLATE = """<div class="analysis-report">
+<h1>{{ title }}</h1>
+<p class="muted">{{ subtitle }}</p>
+<table class="summary"><tbody>
+{% for k, v in summary %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}
+</tbody></table>
+<p class="muted">Parameters: {{ parameters }}</p>
+{% for s in sections %}
+<section class="analysis" id="analysis-{{ s.name }}">
+<h2>{{ s.title }}</h2>
+{% if s.status == "skipped" %}<p class="skipped">Skipped: {{ s.reason }}.</p>{% else %}
+{% for t in s.tables %}<table><caption>{{ t.caption }}</caption>
+<thead><tr>{% for h in t.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in t.rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
+</tbody></table>{% endfor %}
+{% for f in s.figures %}
+<div class="figure"><img src="{{ f.src }}" alt="{{ f.title }}"></div>
+{% endfor %}
+{% if s.note %}<p class="muted">{{ s.note }}</p>{% endif %}
+{% for m in s.methods %}<p class="muted">Method: {{ m }}</p>{% endfor %}
+{% for k in s.skipped %}<p class="skipped">Not computed ({{ k.id }}): {{ k.reason }}</p>{% endfor %}
+{% for w in s.warnings %}<p class="skipped">Warning: {{ w }}</p>{% endfor %}
+{% endif %}
+</section>
+{% endfor %}
+</div>
+"""
+
+
+def _methods_and_warnings(section: dict[str, Any]) -> tuple[list[str], list[str]]:
+    methods: list[str] = []
+    warnings: list[str] = []
+    for item in section["items"]:
+        result = item["result"]
+        if isinstance(result, dict):
+            if result.get("method") and result["method"] not in methods:
+                methods.append(result["method"])
+            for w in result.get("warnings") or []:
+                text = f"{item['id']}: {w}"
+                if text not in warnings:
+                    warnings.append(text)
+    return methods, warnings
+
+
+def render_body(results: dict[str, Any], figures: dict[str, list[dict]], title: str) -> str:
+    """The report's HTML fragment (headings, tables, figures), autoescaped."""
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    s = results["summary"]
+    sections = []
+    for name, section in results["analyses"].items():
+        methods, warnings = _methods_and_warnings(section)
+        sections.append(
+            {
+                "name": name,
+                "title": section["title"],
+                "status": section["status"],
+                "reason": section["reason"],
+                "tables": TABLES[name](section["items"]) if section["status"] == "done" else [],
+                "figures": figures.get(name, []),
+                "note": section.get("note", ""),
+                "methods": methods,
+                "warnings": warnings,
+                "skipped": section["skipped"],
+            }
+        )
+    summary = [
+        ("Readers", s["n_readers"]),
+        ("Cases", s["n_cases"]),
+        ("Patients", s["n_patients"]),
+        ("Arms", ", ".join(s["modalities"])),
+        ("Reference arm", s["reference"] or "none"),
+        ("Questions", s["n_questions"]),
+        ("Reads (rows, first reads)", f"{s['n_rows']}, {s['n_first_reads']}"),
+    ]
+    params = {k: v for k, v in results["parameters"].items() if k not in ("analyses",)}
+    return env.from_string(BODY_TEMPLATE).render(
+        title=title,
+        subtitle="Computed with studies.analysis; every number is reproduced by the bundle.",
+        summary=summary,
+        parameters=json.dumps(params, sort_keys=True),
+        sections=sections,
+    )
+
+
+def render_html(body: str, title: str) -> str:
+    """A standalone HTML document around ``body`` (styles inline, figures embedded)."""
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    env = Environment(autoescape=True)
+    return env.from_string(REPORT_TEMPLATE).render(title=title, body=Markup(body))
+
+
+def render_pdf(html: str) -> bytes:
+    """The report as PDF (WeasyPrint; its per-page progress log is kept at WARNING)."""
+    import logging
+
+    from weasyprint import HTML
+
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+
+    return HTML(string=html).write_pdf()
+
+
+def write_report(
+    csv_text: str,
+    params: dict[str, Any],
+    out_dir: str | Path,
+    title: str,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Compute and write the whole report for the reads CSV ``csv_text`` into ``out_dir``.
+
+    Writes reads.csv, parameters.json, results.json, report_body.html, report.html,
+    report.pdf and bundle.zip; returns the results dict. ``progress(fraction, message)``
+    is called as analyses finish (0-0.85 for the analyses, the rest for figures and files).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reads.csv").write_text(csv_text, encoding="utf-8")
+    reads = load_reads(out / "reads.csv")
+    params = normalise_parameters(params)
+
+    def scaled(fraction: float, message: str) -> None:
+        if progress:
+            progress(0.85 * fraction, message)
+
+    results = compute_results(reads, params, scaled)
+    (out / "parameters.json").write_text(json.dumps(params, indent=2, sort_keys=True))
+    (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    if progress:
+        progress(0.87, "Drawing the figures")
+    figures = make_figures(reads, results)
+    body = render_body(results, figures, title)
+    html = render_html(body, title)
+    (out / "report_body.html").write_text(body, encoding="utf-8")
+    (out / "report.html").write_text(html, encoding="utf-8")
+    if progress:
+        progress(0.93, "Writing the PDF")
+    (out / "report.pdf").write_bytes(render_pdf(html))
+    from studies.bundle import build_bundle
+
+    build_bundle(out, title)
+    return results

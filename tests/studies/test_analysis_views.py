@@ -1,0 +1,235 @@
+"""The statistician's pages: who may see them (404 for everyone else), starting a run,
+its progress JSON, the report, downloads with safe names, failures with their message."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+from django.urls import reverse
+
+from mriplatform.audit.models import AuditEvent
+from studies import analysis_service
+from studies.models import AnalysisRun, Study
+from tests.factories import ArmFactory, StudyFactory, UserFactory
+from tests.studies.test_report import simulated_reads
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def closed_study(db):
+    """A closed 3-arm study (labels A, B, C; A the reference) whose export is simulated."""
+    study = StudyFactory(status=Study.Status.CLOSED)
+    arms = [ArmFactory(study=study, label=label) for label in "ABC"]
+    study.reference_arm = arms[0]
+    study.save()
+    return study
+
+
+@pytest.fixture
+def simulated_export(monkeypatch):
+    """The tidy CSV of the simulated reads stands in for the study's export."""
+    csv_text = simulated_reads(n_patients=8).to_csv(index=False)
+    monkeypatch.setattr(analysis_service, "_tidy_csv", lambda study: csv_text)
+    return csv_text
+
+
+@pytest.fixture
+def statistician(closed_study):
+    return UserFactory(roles=("statistician",), institution=closed_study.institution)
+
+
+def make_run(study, user):
+    params = analysis_service.analysis_parameters(
+        study, {"analyses": ["likert", "scan_time"], "n_boot": 200}
+    )
+    return AnalysisRun.objects.create(study=study, requested_by=user, parameters=params)
+
+
+def form_data(**overrides):
+    data = {
+        "analyses": ["likert", "interchangeability", "scan_time"],
+        "reference": "A",
+        "alpha": "0.05",
+        "n_boot": "200",
+        "seed": "3",
+        "margin": "0.05",
+        "likert_threshold": "3",
+        "kappa_weights": "linear",
+        "roc_rating": "signed",
+        "mrmc_covariance": "jackknife",
+        "n_coils": "1",
+    }
+    data.update(overrides)
+    return data
+
+
+def start(client, study, django_capture_on_commit_callbacks, **overrides):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(
+            reverse("studies:analysis-study", args=[study.pk]), form_data(**overrides)
+        )
+    return response, callbacks
+
+
+def test_statistician_starts_a_run_and_gets_the_report(
+    client,
+    closed_study,
+    statistician,
+    simulated_export,
+    media_root,
+    django_capture_on_commit_callbacks,
+):
+    client.force_login(statistician)
+    index = client.get(reverse("studies:analysis-index"))
+    assert index.status_code == 200 and closed_study.title in index.content.decode()
+    page = client.get(reverse("studies:analysis-study", args=[closed_study.pk]))
+    assert page.status_code == 200 and 'name="analyses"' in page.content.decode()
+
+    response, callbacks = start(client, closed_study, django_capture_on_commit_callbacks)
+    run = AnalysisRun.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("studies:analysis-run", args=[run.pk])
+    assert len(callbacks) == 1  # the Celery task is queued once the run is committed
+    assert run.status == "queued" and run.requested_by == statistician
+    assert run.parameters["analyses"] == ["likert", "interchangeability", "scan_time"]
+    assert run.parameters["n_boot"] == 200 and run.parameters["seed"] == 3
+    assert set(run.parameters["scan_times_s"]) == {"A", "B", "C"}
+    assert AuditEvent.objects.filter(action="study.analysis.start", actor=statistician).exists()
+
+    status_url = reverse("studies:analysis-run-status", args=[run.pk])
+    assert client.get(status_url).json()["status"] == "queued"
+    analysis_service.run_analysis(run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.progress == 1.0
+    state = client.get(status_url).json()
+    assert state == {**state, "status": "succeeded", "progress_percent": 100, "finished": True}
+    assert run.result["analyses"]["likert"]["status"] == "done"
+    assert run.result["analyses"]["scan_time"]["items"][0]["result"]["speedup"] == 1.0
+
+    detail = client.get(reverse("studies:analysis-run", args=[run.pk])).content.decode()
+    assert detail.count('src="data:image/svg+xml;base64,') >= 2
+    assert "Interchangeability" in detail
+
+    expected = {
+        "report.pdf": b"%PDF-",
+        "report.html": b"<!doctype html>",
+        "reads.csv": b"reader_id,",
+        "bundle.zip": b"PK",
+    }
+    for name, start_bytes in expected.items():
+        url = reverse("studies:analysis-run-download", args=[run.pk, name])
+        response = client.get(url)
+        assert response.status_code == 200, name
+        body = b"".join(response.streaming_content)
+        assert body.startswith(start_bytes), name
+        stem, ext = name.split(".")
+        filename = f"study-{closed_study.pk}-analysis-{run.pk}-{stem}.{ext}"
+        assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
+    assert body[:2] == b"PK"
+    with zipfile.ZipFile(run_path(run) / "bundle.zip") as zf:
+        assert json.loads(zf.read("results.json")) == run.result
+    assert AuditEvent.objects.filter(action="study.analysis.download").count() == 4
+
+
+def run_path(run):
+    from django.conf import settings
+
+    return settings.MEDIA_ROOT / run.output_dir
+
+
+@pytest.mark.parametrize("role", ["coordinator", "reader", "site_admin", "other_site"])
+def test_others_get_404(client, closed_study, statistician, simulated_export, media_root, role):
+    run = make_run(closed_study, statistician)
+    analysis_service.run_analysis(run.pk)
+    if role == "coordinator":
+        user = closed_study.coordinator
+    elif role == "other_site":
+        user = UserFactory(roles=("statistician",))
+    else:
+        user = UserFactory(roles=(role,), institution=closed_study.institution)
+    client.force_login(user)
+    urls = [
+        reverse("studies:analysis-study", args=[closed_study.pk]),
+        reverse("studies:analysis-run", args=[run.pk]),
+        reverse("studies:analysis-run-status", args=[run.pk]),
+        reverse("studies:analysis-run-download", args=[run.pk, "report.pdf"]),
+        reverse("studies:analysis-run-download", args=[run.pk, "reads.csv"]),
+    ]
+    if role != "other_site":
+        urls.append(reverse("studies:analysis-index"))
+    for url in urls:
+        assert client.get(url).status_code == 404, url
+    response = client.post(urls[0], form_data())
+    assert response.status_code == 404
+    assert AnalysisRun.objects.count() == 1
+
+
+def test_anonymous_is_sent_to_login(client, closed_study):
+    response = client.get(reverse("studies:analysis-study", args=[closed_study.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_studies_not_closed_cannot_be_analysed(client, closed_study, statistician):
+    client.force_login(statistician)
+    for status in (Study.Status.DRAFT, Study.Status.OPEN):
+        Study.objects.filter(pk=closed_study.pk).update(status=status)
+        url = reverse("studies:analysis-study", args=[closed_study.pk])
+        assert client.get(url).status_code == 404
+        assert client.post(url, form_data()).status_code == 404
+    assert not AnalysisRun.objects.exists()
+
+
+def test_bad_parameters_are_refused_and_nothing_is_queued(
+    client, closed_study, statistician, django_capture_on_commit_callbacks
+):
+    client.force_login(statistician)
+    response, callbacks = start(
+        client, closed_study, django_capture_on_commit_callbacks, n_boot="5", analyses=[]
+    )
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert "n_boot" in errors and "analyses" in errors
+    assert not callbacks and not AnalysisRun.objects.exists()
+
+
+def test_unknown_download_names_are_404(
+    client, closed_study, statistician, simulated_export, media_root
+):
+    run = make_run(closed_study, statistician)
+    client.force_login(statistician)
+    pdf = reverse("studies:analysis-run-download", args=[run.pk, "report.pdf"])
+    assert client.get(pdf).status_code == 404  # not finished yet
+    analysis_service.run_analysis(run.pk)
+    assert client.get(pdf).status_code == 200
+    for name in ("results.json", "report_body.html", "..%2Freads.csv", "parameters.json"):
+        url = reverse("studies:analysis-run-download", args=[run.pk, "report.pdf"])
+        url = url.replace("report.pdf", name)
+        assert client.get(url).status_code == 404, name
+
+
+def test_a_failed_run_shows_its_message(
+    client, closed_study, statistician, media_root, monkeypatch
+):
+    header = simulated_reads(n_patients=2).head(0).to_csv(index=False)
+    monkeypatch.setattr(analysis_service, "_tidy_csv", lambda study: header)
+    run = make_run(closed_study, statistician)
+    analysis_service.run_analysis(run.pk)
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.message == "the study has no submitted reads to analyse"
+    client.force_login(statistician)
+    state = client.get(reverse("studies:analysis-run-status", args=[run.pk])).json()
+    assert state["status"] == "failed" and state["message"] == run.message
+    page = client.get(reverse("studies:analysis-run", args=[run.pk])).content.decode()
+    assert run.message in page and "report.pdf" not in page
+
+
+def test_running_again_is_idempotent(closed_study, statistician, simulated_export, media_root):
+    run = make_run(closed_study, statistician)
+    first = analysis_service.run_analysis(run.pk)
+    finished = first.finished
+    again = analysis_service.run_analysis(run.pk)
+    assert again.status == "succeeded" and again.finished == finished

@@ -1,0 +1,317 @@
+"""The reader's pages: worklist, reading page, autosave/resume, idempotent submit, session
+finishing, and the blinded image endpoint (normalised pixels, anatomical order, access)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from django.urls import reverse
+
+from mriplatform.cases.models import Series
+from studies.models import Answer, AnswerHistory, Question, ReadingSession, ReadItem
+from studies.services import open_study
+from tests.studies.conftest import T0
+from tests.studies.imaging import imaged_reconstruction
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def imaged_study(build_study):
+    """An open 2-case, 2-arm, 2-reader study with real DICOM image sets and questions."""
+
+    def build(**study_kwargs):
+        study, arms, cases, readers = build_study(
+            n_cases=2, n_arms=2, n_readers=2, reconstruct=False, **study_kwargs
+        )
+        for sc in cases:
+            raw = Series.objects.get(case=sc.case, kind="fastmri_h5")
+            for arm in arms:
+                imaged_reconstruction(raw, arm.protocol, n_slices=3, size=32)
+        Question.objects.create(
+            study=study,
+            key="quality",
+            kind="likert",
+            label="Overall quality",
+            scale_min=1,
+            scale_max=5,
+            anchors={"1": "non-diagnostic", "5": "excellent"},
+        )
+        Question.objects.create(
+            study=study,
+            key="effusion",
+            kind="finding",
+            label="Joint effusion",
+            choices=["absent", "present"],
+            with_confidence=True,
+        )
+        Question.objects.create(
+            study=study, key="snr_roi", kind="roi", label="Muscle ROI", required=False
+        )
+        open_study(study, study.coordinator, now=T0)
+        study.refresh_from_db()
+        return study, arms, cases, readers
+
+    return build
+
+
+def first_session(study, reader):
+    return ReadingSession.objects.get(study=study, reader=reader, index=0)
+
+
+def answer_all(client, item):
+    body = {
+        "answers": [
+            {"question": "quality", "value": 4},
+            {"question": "effusion", "value": "present", "confidence": 3},
+        ]
+    }
+    return client.post(
+        reverse("reading:answers", args=[item.alias]),
+        json.dumps(body),
+        content_type="application/json",
+    )
+
+
+def test_worklist_shows_sessions_progress_and_start_link(client, imaged_study):
+    study, arms, _, (reader, _) = imaged_study()
+    client.force_login(reader)
+    response = client.get(reverse("reading:worklist"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    first = first_session(study, reader).items.order_by("order_index").first()
+    assert reverse("reading:read", args=[first.alias]) in html
+    assert "Session 1" in html and "Session 2" in html and "0 / 2" in html
+    for arm in arms:
+        assert arm.protocol.name not in html
+    coordinator = study.coordinator
+    client.force_login(coordinator)
+    assert client.get(reverse("reading:worklist")).status_code == 403
+
+
+def test_reading_page_renders_form_and_starts_the_read(client, imaged_study):
+    study, _, _, (reader, other) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    client.force_login(reader)
+    response = client.get(reverse("reading:read", args=[item.alias]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Case 1 of 2" in html and "non-diagnostic" in html and "Joint effusion" in html
+    config = response.context["config"]
+    assert len(config["imageIds"]) == 3 and config["secondImageIds"] == []
+    assert len(config["prefetch"]) == 3
+    item.refresh_from_db()
+    assert item.started_at is not None
+    # Someone else's read, and a read of a session still in washout, are 404.
+    client.force_login(other)
+    assert client.get(reverse("reading:read", args=[item.alias])).status_code == 404
+    later = ReadItem.objects.filter(session__study=study, reader=reader, session__index=1).first()
+    client.force_login(reader)
+    assert client.get(reverse("reading:read", args=[later.alias])).status_code == 404
+
+
+def test_autosave_resume_and_errors(client, imaged_study):
+    study, _, _, (reader, other) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    url = reverse("reading:answers", args=[item.alias])
+    client.force_login(reader)
+    assert answer_all(client, item).status_code == 200
+    roi = {
+        "type": "ellipse",
+        "mean": 101.5,
+        "sd": 4.2,
+        "area_mm2": 30.0,
+        "pixel_count": 30,
+        "uid": "m1",
+        "viewport": 0,
+        "slice_index": 1,
+        "points": [[10, 12], [10, 4], [6, 8], [14, 8]],
+    }
+    response = client.post(
+        url,
+        json.dumps({"answers": [{"question": "snr_roi", "value": roi}]}),
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    saved = {a["question"]: a for a in client.get(url).json()["answers"]}
+    assert saved["quality"]["value"] == 4
+    assert (saved["effusion"]["value"], saved["effusion"]["confidence"]) == ("present", 3)
+    assert saved["snr_roi"]["value"]["mean"] == 101.5
+    assert saved["snr_roi"]["value"]["points"][0] == [10.0, 12.0]
+
+    bad = client.post(
+        url,
+        json.dumps({"answers": [{"question": "quality", "value": 9}]}),
+        content_type="application/json",
+    )
+    assert bad.status_code == 400 and "between 1 and 5" in bad.json()["error"]
+    assert client.post(url, "not json", content_type="application/json").status_code == 400
+    unknown = client.post(
+        url,
+        json.dumps({"answers": [{"question": "nope", "value": 1}]}),
+        content_type="application/json",
+    )
+    assert unknown.status_code == 400
+    # All or nothing: a bad row in a batch leaves the stored value as it was.
+    mixed = {"answers": [{"question": "quality", "value": 2}, {"question": "quality", "value": 0}]}
+    assert client.post(url, json.dumps(mixed), content_type="application/json").status_code == 400
+    assert Answer.objects.get(read_item=item, question="quality").value == 4
+
+    client.force_login(other)
+    assert client.get(url).status_code == 404
+    assert answer_all(client, item).status_code == 404
+
+
+def test_submit_is_idempotent_and_finishes_the_session(client, imaged_study):
+    study, _, _, (reader, _) = imaged_study()
+    session = first_session(study, reader)
+    first, second = session.items.order_by("order_index")
+    client.force_login(reader)
+    refused = client.post(reverse("reading:submit", args=[first.alias]))
+    assert refused.status_code == 409 and "Overall quality" in refused.json()["error"]
+
+    answer_all(client, first)
+    response = client.post(reverse("reading:submit", args=[first.alias]))
+    assert response.status_code == 200
+    assert response.json()["next_url"] == reverse("reading:read", args=[second.alias])
+    again = client.post(reverse("reading:submit", args=[first.alias]))
+    assert again.json() == response.json()
+    first.refresh_from_db()
+    submitted_at = first.submitted_at
+    assert first.time_on_case_s is not None and first.time_on_case_s >= 0
+    late = answer_all(client, first)
+    assert late.status_code == 409
+    assert AnswerHistory.objects.filter(answer__read_item=first).count() == 2
+
+    answer_all(client, second)
+    last = client.post(reverse("reading:submit", args=[second.alias]))
+    assert last.json() == {
+        "submitted": True,
+        "next_url": reverse("reading:worklist"),
+        "finished": True,
+    }
+    session.refresh_from_db()
+    assert session.completed_at is not None
+    first.refresh_from_db()
+    assert first.submitted_at == submitted_at
+    # The finished session is no longer offered; the next waits for its washout.
+    html = client.get(reverse("reading:worklist")).content.decode()
+    assert "finished" in html and "washout" in html
+
+
+def test_edit_until_session_end_then_finish_button(client, imaged_study):
+    study, _, _, (reader, _) = imaged_study(allow_edit_until_session_end=True)
+    session = first_session(study, reader)
+    items = list(session.items.order_by("order_index"))
+    client.force_login(reader)
+    for item in items:
+        answer_all(client, item)
+        assert client.post(reverse("reading:submit", args=[item.alias])).status_code == 200
+    session.refresh_from_db()
+    assert session.completed_at is None
+    changed = client.post(
+        reverse("reading:answers", args=[items[0].alias]),
+        json.dumps({"answers": [{"question": "quality", "value": 2}]}),
+        content_type="application/json",
+    )
+    assert changed.status_code == 200
+    page = client.get(reverse("reading:read", args=[items[0].alias]))
+    assert b"finish-form" in page.content
+    worklist = client.get(reverse("reading:worklist")).content.decode()
+    assert (
+        reverse("reading:finish", args=[items[0].alias]) in worklist
+        or reverse("reading:finish", args=[items[1].alias]) in worklist
+    )
+    response = client.post(reverse("reading:finish", args=[items[0].alias]))
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.completed_at is not None
+    assert answer_all(client, items[0]).status_code == 409  # the session is over: read-only
+
+
+def test_posts_need_the_csrf_token(imaged_study):
+    from django.test import Client
+
+    study, _, _, (reader, _) = imaged_study()
+    item = first_session(study, reader).items.first()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reader)
+    assert answer_all(client, item).status_code == 403
+    assert client.post(reverse("reading:submit", args=[item.alias])).status_code == 403
+
+
+def _fetch_images(client, urls):
+    out = []
+    for url in urls:
+        response = client.get(url.removeprefix("wadouri:"))
+        assert response.status_code == 200
+        assert response["Content-Type"] == "application/dicom"
+        assert "private" in response["Cache-Control"]
+        assert not response.has_header("Content-Disposition")
+        out.append(pydicom.dcmread(io.BytesIO(response.content)))
+    return out
+
+
+def test_images_are_normalised_in_anatomical_order_and_private(client, imaged_study):
+    study, _, _, (reader, other) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    client.force_login(reader)
+    config = client.get(reverse("reading:read", args=[item.alias])).context["config"]
+    served = _fetch_images(client, config["imageIds"])
+    from studies.services import image_set
+
+    source = [
+        pydicom.dcmread(i.file.open("rb"))
+        for i in image_set(item.study_case, item.arm).instances.all()
+    ]
+    normal = np.cross(source[0].ImageOrientationPatient[:3], source[0].ImageOrientationPatient[3:])
+    source.sort(key=lambda ds: float(np.dot(ds.ImagePositionPatient, normal)))
+    peak = max(float(ds.pixel_array.max()) * float(ds.RescaleSlope) for ds in source)
+    for ds, src in zip(served, source, strict=True):
+        assert (float(ds.RescaleSlope), float(ds.RescaleIntercept)) == (1.0, 0.0)
+        expected = np.round(src.pixel_array * float(src.RescaleSlope) / peak * 65535)
+        np.testing.assert_array_equal(ds.pixel_array, expected)
+    assert [int(ds.InstanceNumber) for ds in served] == [1, 2, 3]
+    # Another reader cannot fetch them; unknown tokens are 404 as well.
+    client.force_login(other)
+    assert client.get(config["imageIds"][0].removeprefix("wadouri:")).status_code == 404
+    assert client.get(reverse("reading:image", args=["A" * 22])).status_code == 404
+
+
+def test_image_order_follows_anatomy_not_instance_numbers(client, imaged_study, tmp_path):
+    """Instances stored with reversed InstanceNumbers are still served foot to head."""
+    study, _, _, (reader, _) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    from studies.services import image_set
+
+    series = image_set(item.study_case, item.arm)
+    instances = list(series.instances.order_by("instance_number"))
+    for inst, number in zip(instances, (3, 2, 1), strict=True):
+        inst.instance_number = number
+        inst.save(update_fields=["instance_number"])
+    client.force_login(reader)
+    config = client.get(reverse("reading:read", args=[item.alias])).context["config"]
+    served = _fetch_images(client, config["imageIds"])
+    sources = [pydicom.dcmread(i.file.open("rb")) for i in instances]
+    for ds, src in zip(served, sources, strict=True):
+        assert np.corrcoef(ds.pixel_array.ravel(), src.pixel_array.ravel())[0, 1] > 0.999
+
+
+def test_a_server_process_that_never_rendered_the_page_serves_the_images(client, imaged_study):
+    """Tokens are resolved from the reader's own available reads when this process has not
+    registered them (several gunicorn workers); another reader's token stays unknown."""
+    from studies import reading
+
+    study, _, _, (reader, other) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    client.force_login(reader)
+    config = client.get(reverse("reading:read", args=[item.alias])).context["config"]
+    reading._tokens.data.clear()
+    assert len(_fetch_images(client, config["imageIds"])) == 3
+    reading._tokens.data.clear()
+    client.force_login(other)
+    assert client.get(config["imageIds"][0].removeprefix("wadouri:")).status_code == 404
