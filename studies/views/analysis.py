@@ -10,6 +10,7 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
 from mriplatform.accounts.roles import Role
 from mriplatform.audit.services import record
@@ -80,6 +81,7 @@ def _analysable(user):
     return analysable_studies(user)
 
 
+@require_GET
 @login_required
 def index(request):
     """Closed studies the statistician may analyse, with their latest runs."""
@@ -108,6 +110,7 @@ def study_analysis(request, pk: int):
     return render(request, "studies/analysis/study.html", context, status=status)
 
 
+@require_GET
 @login_required
 def run_detail(request, pk: int):
     """Progress of a run; the report itself (tables and plots) once it has succeeded."""
@@ -126,6 +129,7 @@ def run_detail(request, pk: int):
     return render(request, "studies/analysis/run.html", context)
 
 
+@require_GET
 @never_cache
 @login_required
 def run_status(request, pk: int):
@@ -133,6 +137,7 @@ def run_status(request, pk: int):
     return JsonResponse(analysis_service.run_state(run))
 
 
+@require_GET
 @login_required
 def run_download(request, pk: int, name: str):
     """report.html, report.pdf, reads.csv or bundle.zip as an attachment (audited)."""

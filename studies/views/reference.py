@@ -17,7 +17,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from studies import reference as ref
 from studies.models import Question, Study, StudyCase
@@ -120,6 +120,7 @@ def _initial(values: dict[str, Any]) -> dict[str, str]:
     return {_field(k): ("" if v is None else str(v)) for k, v in values.items()}
 
 
+@require_GET
 @login_required
 def reference_list(request):
     """The studies whose reference standard the user works on (any reference role)."""
@@ -130,6 +131,7 @@ def reference_list(request):
     return render(request, "studies/reference/list.html", {"studies": studies})
 
 
+@require_GET
 @login_required
 def reference_status_view(request, pk: int):
     """The table of every case x reference question, as the user may see it."""
@@ -268,6 +270,7 @@ def reference_import(request, pk: int):
     return render(request, "studies/reference/import.html", context, status=400 if failed else 200)
 
 
+@require_GET
 @login_required
 def reference_template(request, pk: int):
     """A CSV to fill in for the import: one row per case and reference question."""
@@ -284,6 +287,7 @@ def reference_template(request, pk: int):
     return response
 
 
+@require_GET
 @login_required
 def adjudication_queue(request, pk: int):
     """The disagreements between the two reference reads still to be decided."""

@@ -47,8 +47,6 @@ ROLES = (
 )
 NAMESPACES = ("studies:", "reading:")
 METHOD_NOT_ALLOWED = {role: 405 for role in ROLES}
-# Read-only pages that do not restrict the method answer a POST as a GET (no change made).
-AS_GET = "as GET"
 
 
 def codes(default: int, anonymous: int = 302, **overrides: int) -> dict[str, int]:
@@ -127,19 +125,19 @@ MATRIX: dict[str, Endpoint] = {
     "studies:session-release": Endpoint("open", None, coordinator_page(302)),
     "studies:close": Endpoint("open", None, coordinator_page(302)),
     # --- reference standard (studies/views/reference.py); superusers hold every part ---
-    "studies:reference_list": Endpoint(None, codes(200), AS_GET),
-    "studies:reference": Endpoint("open", reference_page(200, 200), AS_GET),
+    "studies:reference_list": Endpoint(None, codes(200), None),
+    "studies:reference": Endpoint("open", reference_page(200, 200), None),
     "studies:reference_import": Endpoint(
         "open", reference_page(200, 403), reference_page(400, 403)
     ),
-    "studies:reference_template": Endpoint("open", reference_page(200, 403), AS_GET),
+    "studies:reference_template": Endpoint("open", reference_page(200, 403), None),
     "studies:reference_read": Endpoint(
         "open", reference_page(403, 200, 200), reference_page(403, 302, 302)
     ),
     "studies:reference_consensus": Endpoint(
         "open", reference_page(200, 200), reference_page(302, 302)
     ),
-    "studies:adjudicate": Endpoint("open", reference_page(403, 200, 200), AS_GET),
+    "studies:adjudicate": Endpoint("open", reference_page(403, 200, 200), None),
     "studies:adjudicate_cell": Endpoint(
         "open", reference_page(403, 200, 200), reference_page(403, 400, 400)
     ),
@@ -156,12 +154,12 @@ MATRIX: dict[str, Endpoint] = {
     "api:study-reads": Endpoint("closed", api_export(), codes(405, anonymous=403)),
     "api:study-reads-csv": Endpoint("closed", api_export(), codes(405, anonymous=403)),
     # --- analysis (studies/views/analysis.py) ---
-    "studies:analysis-index": Endpoint(None, analysis_page(200), AS_GET),
+    "studies:analysis-index": Endpoint(None, analysis_page(200), None),
     "studies:analysis-study": Endpoint("closed", analysis_page(200), analysis_page(400)),
-    "studies:analysis-run": Endpoint("closed", analysis_page(200), AS_GET, {"pk": "run"}),
-    "studies:analysis-run-status": Endpoint("closed", analysis_page(200), AS_GET, {"pk": "run"}),
+    "studies:analysis-run": Endpoint("closed", analysis_page(200), None, {"pk": "run"}),
+    "studies:analysis-run-status": Endpoint("closed", analysis_page(200), None, {"pk": "run"}),
     "studies:analysis-run-download": Endpoint(
-        "closed", analysis_page(200), AS_GET, {"pk": "run", "name": "reads.csv"}
+        "closed", analysis_page(200), None, {"pk": "run", "name": "reads.csv"}
     ),
 }
 
@@ -314,8 +312,7 @@ def test_permission_matrix(world):
             wrong.append(f"{name}: no entry in MATRIX")
             continue
         url = reverse(name, kwargs=_kwargs(name, params, spec, world))
-        post = spec.get if spec.post == AS_GET else spec.post
-        for method, expected in (("GET", spec.get), ("POST", post)):
+        for method, expected in (("GET", spec.get), ("POST", spec.post)):
             expected = expected or METHOD_NOT_ALLOWED
             for role in ROLES:
                 got = _call(clients[role], method, url)
