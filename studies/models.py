@@ -193,6 +193,16 @@ class ReadItem(models.Model):
     kind = models.CharField(max_length=12, choices=Kind.choices)
     alias = models.CharField(max_length=32, unique=True, default=new_alias, editable=False)
     second_alias = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    image_series = models.ForeignKey(
+        "cases.Series",
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The arm's reconstruction shown, fixed when the study opens.",
+    )
+    second_image_series = models.ForeignKey(
+        "cases.Series", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     time_on_case_s = models.FloatField(null=True, blank=True)

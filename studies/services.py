@@ -167,6 +167,13 @@ def open_study(study: Study, user, now: datetime | None = None) -> Study:
     if missing:
         listed = ", ".join(f"{code} / arm {label}" for code, label in missing)
         raise StudyError(f"missing finished reconstructions for: {listed}")
+    # Pin each (case, arm) to its reconstruction now: a later job on the same case must not
+    # change what a reader sees mid-study (or make the image set ambiguous).
+    pinned = {
+        (sc.pk, arm.pk): image_set(sc, arm).pk
+        for sc in study.study_cases.select_related("case", "raw_series")
+        for arm in study.arms.select_related("protocol")
+    }
     for sr in readers:
         previous_kind = None
         for session in reading_plan(study, sr.reader_id):
@@ -199,6 +206,8 @@ def open_study(study: Study, user, now: datetime | None = None) -> Study:
                     read_index=read_index,
                     alias=new_alias(),
                     second_alias=new_alias() if second_pk else None,
+                    image_series_id=pinned[(case_pk, arm_pk)],
+                    second_image_series_id=pinned[(case_pk, second_pk)] if second_pk else None,
                 )
                 for i, (case_pk, arm_pk, second_pk, kind, read_index) in enumerate(session["reads"])
             )
