@@ -1,6 +1,6 @@
 """Demo reader studies, created by ``manage.py setup_demo``.
 
-* :func:`create_knee_demo_study`: "Knee demo study", a real blinded study over the demo
+* :func:`create_knee_demo_study`: "Demo reader study", a real blinded study over the demo
   cases (2 arms: fully sampled RSS as the reference and GRAPPA R3) read by the demo
   accounts ``reader1`` and ``reader2`` with the knee template. It can only open once
   every (case, arm) reconstruction exists, and the demo jobs run asynchronously on the
@@ -71,7 +71,7 @@ from studies.question_templates import apply_template
 from studies.questions import validate_answer
 from studies.services import StudyError, add_reader, close_study, open_study, reading_plan
 
-KNEE_TITLE = "Knee demo study"
+KNEE_TITLE = "Demo reader study"
 ANALYSIS_TITLE = "Demo analysis study (simulated reads)"
 KNEE_ARMS = ("Fully sampled (RSS)", "GRAPPA R3")  # (reference, accelerated) demo protocols
 DEMO_READERS = ("reader1", "reader2")
@@ -155,7 +155,7 @@ def _demo_protocols(names: tuple[str, ...]) -> list[Protocol]:
 def create_knee_demo_study(
     institution: Institution, coordinator: User, cases: list[Case], readers: list[User]
 ) -> Study:
-    """The draft "Knee demo study" (created once per site) over ``cases``, two arms, the
+    """The draft "Demo reader study" (created once per site) over ``cases``, two arms, the
     knee template and ``readers``; opening is left to :func:`open_when_reconstructed`."""
     existing = Study.objects.filter(institution=institution, title=KNEE_TITLE).first()
     if existing is not None:
