@@ -1,21 +1,26 @@
 """Benchmark: deep-learning vs classical reconstruction on held-out simulated data.
 
-Data: axial slices of the MNI152 2009a T1 template (``data/mri``), a volume no shipped
-model of ``configs/train`` trained on (their split: train colin27 + INIA19 macaque,
-validate MNI152), resampled to 128x128 and simulated as 8-coil birdcage k-space at SNR
-40 (``recon_engine.simulation.simulate_multicoil``, fixed seed). Reference: the RSS of
-the fully sampled k-space (fastMRI's target). Every method gets the SAME undersampled
-k-space and mask for each setting: R=4 and R=8 with fastMRI's equispaced and random 1D
-masks, both with a 10-line (8 %) ACS, the least that ESPIRiT / GRAPPA calibration works
-with at this matrix (fastMRI's 4 % at R=8 would leave 5 lines). SENSE is CG-SENSE (the
-masks are not uniform) with ESPIRiT maps. Metrics: fastMRI NMSE / PSNR / SSIM over the
-slice stack (``recon_engine.metrics.evaluate``, data range = reference maximum), on
-magnitudes with no rescaling. Time: wall seconds of ``reconstruct_kspace`` on the whole
-stack / slices (CPU, ``--threads``). CS L1-wavelet: its lambda is the best of a small
-sweep on a DIFFERENT slice of the volume (not in the benchmark stack), per setting; all
-other methods use their defaults. DL models load their shipped (sha256-verified) weights;
-a model whose card says it trained on the benchmark volume is flagged, a missing model is
-reported, not skipped.
+Data: axial slices of the MNI152 2009a T1 template (``data/mri``), a volume none of the
+benchmarked models trained on (VarNet, U-Net, deep cascade of ``configs/train`` and the
+8-coil k-space net of ``recon_engine.dl.family_training`` share one split: train colin27
++ INIA19 macaque, validate MNI152), resampled to 128x128 and simulated as 8-coil
+birdcage k-space at SNR 40 (``recon_engine.simulation.simulate_multicoil``, fixed seed).
+Reference: the RSS of the fully sampled k-space (fastMRI's target). Every method gets
+the SAME undersampled k-space and mask for each setting: R=4 and R=8 with fastMRI's
+equispaced and random 1D masks, both with a 10-line (8 %) ACS, the least that ESPIRiT /
+GRAPPA calibration works with at this matrix (fastMRI's 4 % at R=8 would leave 5 lines).
+SENSE is CG-SENSE (the masks are not uniform) with ESPIRiT maps. Metrics: fastMRI NMSE /
+PSNR / SSIM over the slice stack (``recon_engine.metrics.evaluate``, data range =
+reference maximum), on magnitudes with no rescaling. Time: wall seconds of
+``reconstruct_kspace`` on the whole stack / slices (CPU, ``--threads``). CS L1-wavelet:
+its lambda is the best of a small sweep on a DIFFERENT slice of the volume (not in the
+benchmark stack), per setting; all other methods use their defaults, except that
+MC-dropout uncertainty passes are off (``mc_samples=0``: the image is the deterministic
+pass either way, the passes only add time). The deep cascade estimates its coil maps
+from the ACS as it was trained (low-resolution coil images / RSS, no background
+threshold); a second row gives it ESPIRiT maps instead. DL models load their shipped
+(sha256-verified) weights; a model whose card says it trained on the benchmark volume is
+flagged, a missing model is reported, not skipped.
 
 Super-resolution: 128x128 magnitude slices of the same volume; the input is the central
 64x64 of their k-space (a lower-resolution acquisition); sinc (zero-fill), bicubic,
@@ -45,12 +50,11 @@ sys.path.insert(0, str(ROOT))
 from recon_engine.dl.data import low_resolution  # noqa: E402
 from recon_engine.dl.varnet import VarNet  # noqa: E402
 from recon_engine.dl.weights import find_model  # noqa: E402
-from recon_engine.espirit import espirit_maps  # noqa: E402
 from recon_engine.fft import ifftc, rss  # noqa: E402
 from recon_engine.metrics import evaluate  # noqa: E402
 from recon_engine.pipeline import reconstruct_kspace  # noqa: E402
 from recon_engine.registry import ReconError, ReconInput, get_method  # noqa: E402
-from recon_engine.sampling import acs_region, make_mask  # noqa: E402
+from recon_engine.sampling import make_mask  # noqa: E402
 from recon_engine.simulation import load_slices, simulate_multicoil  # noqa: E402
 
 VOLUME = ROOT / "data" / "mri" / "mni152_2009a_t1_1mm.nii.gz"
@@ -65,6 +69,15 @@ CLASSICAL = ["zero_filled", "cg_sense", "grappa", "cs_wavelet"]
 # matrix cannot hold the default 6x6 kernel's 12x12 calibration block.
 ESPIRIT = {"espirit_kernel": 5}
 LEARNED = ["varnet", "unet", "deep_cascade", "kspace_net"]
+# (row label, method, parameters) of the learned rows
+LEARNED_ROWS = [
+    ("varnet", "varnet", {}),
+    ("unet", "unet", {}),
+    ("deep_cascade", "deep_cascade", {}),
+    ("deep_cascade (ESPIRiT maps)", "deep_cascade", {"sensitivities": "espirit"}),
+    ("kspace_net", "kspace_net", {}),
+]
+NO_MC = {"mc_samples": 0}
 CS_LAMBDAS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03)
 SIZE = (128, 128)
 COILS = 8
@@ -101,29 +114,17 @@ def trained_on_benchmark(method: str) -> str:
 
 
 def run(method: str, kspace, mask, params: dict | None = None):
-    """(magnitude stack, seconds per slice) or (None, error message). ``deep_cascade``
-    needs coil maps: it gets ESPIRiT maps (their time included)."""
+    """(magnitude stack, seconds per slice) or (None, error message); coil maps a method
+    estimates (ESPIRiT, ACS) count in its time."""
     names = {p.name for p in get_method(method).params}
-    params = {**{k: v for k, v in ESPIRIT.items() if k in names}, **(params or {})}
+    fixed = {**ESPIRIT, **NO_MC}
+    params = {**{k: v for k, v in fixed.items() if k in names}, **(params or {})}
     t0 = time.perf_counter()
     try:
-        if method == "deep_cascade":
-            volume = run_with_maps(method, kspace * mask, mask)
-        else:
-            res = reconstruct_kspace(kspace * mask, mask, method, params, "cpu", progress=False)
-            volume = res.volume
+        res = reconstruct_kspace(kspace * mask, mask, method, params, "cpu", progress=False)
     except (ReconError, KeyError) as exc:
         return None, str(exc).splitlines()[0]
-    return volume, (time.perf_counter() - t0) / kspace.shape[0]
-
-
-def run_with_maps(method: str, masked: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """Run a method that needs sensitivities with ESPIRiT maps from the ACS."""
-    acs = acs_region(mask)
-    maps = espirit_maps(masked, mask, acs, kernel_size=ESPIRIT["espirit_kernel"]).maps
-    spec = get_method(method)
-    data = ReconInput(kspace=masked, mask=mask, acs_mask=acs, sensitivities=maps)
-    return spec.run(data, spec.validate({})).image.abs().numpy()
+    return res.volume, (time.perf_counter() - t0) / kspace.shape[0]
 
 
 def best_cs_lambda(kspace, ref, mask) -> float:
@@ -154,18 +155,18 @@ def recon_tables(n_slices: int) -> dict:
         print(f"\n### {pattern} R={acc} ({mres.n_acs} ACS lines, {n_slices} slices)\n")
         print("| method | NMSE | PSNR (dB) | SSIM | s / slice | note |")
         print("|---|---|---|---|---|---|")
-        for method in CLASSICAL + LEARNED:
-            params = {"lambda": lam} if method == "cs_wavelet" else None
+        classical = [(m, m, {"lambda": lam} if m == "cs_wavelet" else {}) for m in CLASSICAL]
+        for label, method, params in classical + LEARNED_ROWS:
             vol, t = run(method, kspace, mask, params)
             note = f"lambda {lam} (tuned on another slice)" if method == "cs_wavelet" else ""
             note = notes.get(method, note)
             if vol is None:
-                print(f"| {method} | - | - | - | - | not run: {t} |")
+                print(f"| {label} | - | - | - | - | not run: {t} |")
                 continue
             m = evaluate(ref, vol)
-            rows[method] = m
+            rows[label] = m
             print(
-                f"| {method} | {m['nmse']:.4f} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
+                f"| {label} | {m['nmse']:.4f} | {m['psnr']:.2f} | {m['ssim']:.4f} | "
                 f"{t:.3f} | {note} |"
             )
         results[(pattern, acc)] = rows

@@ -6,9 +6,11 @@ one family on simulated data and writes ``<name>.pt`` + model card (architecture
 hyper-parameters, training time, validation metrics against held-out data and against
 a classical baseline, sha256) with :func:`recon_engine.dl.weights.save_model`.
 
-Data are split by volume: training images come from the Colin27 and MNI152 brains
-(slices along all three axes, for variety), validation from the INIA19 macaque brain,
-which no model sees in training. Every random draw (slice, flip, coil noise, mask,
+Data are split by volume, the same split as the configs of ``configs/train`` (VarNet,
+U-Net, deep cascade): training images come from the Colin27 human brain and the INIA19
+macaque brain (slices along all three axes, for variety), validation from the MNI152
+2009a template, which no model sees in training and ``benchmarks/bench_dl.py`` uses as
+its held-out volume. Every random draw (slice, flip, coil noise, mask,
 motion, noise map) is seeded from ``(seed, step, index)``, so a run is reproducible.
 The shipped weights were trained on one CPU thread with the defaults below (a few
 minutes each); they are small demonstrators of each family, not clinical models.
@@ -47,8 +49,9 @@ from recon_engine.sr.baselines import bicubic_upsample, bspline_upsample
 from recon_engine.sr.espcn3d import ESPCN3D, thick_slices
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "mri"
-TRAIN_VOLUMES = ("colin27_t1_1mm.nii.gz", "mni152_2009a_t1_1mm.nii.gz")
-VAL_VOLUMES = ("inia19_macaque_t1_brain.nii.gz",)
+TRAIN_VOLUMES = ("colin27_t1_1mm.nii.gz", "inia19_macaque_t1_brain.nii.gz")
+VAL_VOLUMES = ("mni152_2009a_t1_1mm.nii.gz",)
+SPLIT = "by volume (Colin27 human + INIA19 macaque train, MNI152 2009a validation)"
 DROP_PROB = 0.05
 TIME_BUDGET_S = 300.0  # per family, so each trains in under 6 minutes on one thread
 
@@ -120,7 +123,7 @@ def _card(model: nn.Module, arch: dict, **facts) -> dict:
         "data": {
             "train_volumes": list(TRAIN_VOLUMES),
             "val_volumes": list(VAL_VOLUMES),
-            "split": "by volume (human Colin27 + MNI152 train, macaque INIA19 validation)",
+            "split": SPLIT,
         },
         **facts,
     }
@@ -131,7 +134,14 @@ def _metrics(gt: torch.Tensor, pred: torch.Tensor) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- k-space network
-KSPACE = {"size": 64, "n_coils": 4, "snr": 40.0, "acceleration": 4, "center_fraction": 0.08}
+# 8 coils, 128x128, R 4 and 8 with an 8 % ACS: the setting of benchmarks/bench_dl.py
+KSPACE = {
+    "size": 128,
+    "n_coils": 8,
+    "snr": 40.0,
+    "accelerations": (4, 8),
+    "center_fraction": 0.08,
+}
 
 
 def _kspace_sample(image: torch.Tensor, seed: int, augment: bool) -> tuple:
@@ -140,10 +150,11 @@ def _kspace_sample(image: torch.Tensor, seed: int, augment: bool) -> tuple:
         image = _augment(image, g)
     sim = simulate_multicoil(image, n_coils=KSPACE["n_coils"], snr=KSPACE["snr"], seed=seed)
     pattern = "random" if seed % 2 else "equispaced"
+    accelerations = KSPACE["accelerations"]
     mask = make_mask(
         pattern,
         image.shape[-2:],
-        KSPACE["acceleration"],
+        accelerations[(seed // 2) % len(accelerations)],
         seed=seed,
         center_fraction=KSPACE["center_fraction"],
     ).mask[0]
@@ -155,7 +166,8 @@ def _kspace_sample(image: torch.Tensor, seed: int, augment: bool) -> tuple:
 def train_kspace_net(
     data_dir: Path, out: Path, steps: int, seed: int = 0, stop_after: int | None = None
 ) -> dict:
-    """Multi-coil k-space completion network, 4 coils, 64x64, R = 4 (random/equispaced)."""
+    """Multi-coil k-space completion network, 8 coils, 128x128, R = 4 or 8 (random or
+    equispaced, 8 % ACS)."""
     train = slice_bank(data_dir, TRAIN_VOLUMES, KSPACE["size"], 24)
     val = slice_bank(data_dir, VAL_VOLUMES, KSPACE["size"], 8, axes=(2,))
     arch = {"n_coils": KSPACE["n_coils"], "chans": 16, "num_pool_layers": 2}
@@ -189,7 +201,8 @@ def train_kspace_net(
         simulation={"coil_kind": "birdcage", "snr": KSPACE["snr"], "phase": True},
         mask={
             "patterns": ["random", "equispaced"],
-            **{k2: KSPACE[k2] for k2 in ("acceleration", "center_fraction")},
+            "accelerations": list(KSPACE["accelerations"]),
+            "center_fraction": KSPACE["center_fraction"],
         },
         training={
             "steps": history[-1]["step"],
@@ -206,7 +219,7 @@ def train_kspace_net(
         history=history,
         validation={"slices": len(val), **_metrics(t, pred)},
         validation_zero_filled=_metrics(t, zero_filled),
-        notes="Fully convolutional: runs at any matrix size, but only with 4 coils.",
+        notes="Fully convolutional: runs at any matrix size, but only with 8 coils.",
     )
     save_model(model.state_dict(), card, out, "kspace_net")
     return card
@@ -505,10 +518,16 @@ SR3D = {"factor": 2, "patch": [16, 40, 40]}
 
 
 def _volume(data_dir: Path, name: str) -> torch.Tensor:
-    """Volume as ``(S, H, W)`` with axial slices first, scaled by its 99.5th percentile."""
-    vol, _ = load_volume(data_dir / name)
+    """Volume as ``(S, H, W)`` with axial slices first, scaled by its 99.5th percentile,
+    at about 1 mm: finer volumes (the 0.5 mm macaque) are averaged over ``n x n x n``
+    blocks, ``n = round(1 mm / voxel)``, so every volume has the training resolution."""
+    vol, voxel = load_volume(data_dir / name)
     vol = np.nan_to_num(np.moveaxis(vol, 2, 0)).clip(min=0).astype(np.float32)
-    return torch.from_numpy(vol / np.percentile(vol, 99.5)).clamp(0, 1.5)
+    out = torch.from_numpy(vol / np.percentile(vol, 99.5)).clamp(0, 1.5)
+    block = max(1, round(1.0 / min(float(v) for v in voxel)))
+    if block > 1:
+        out = nn.functional.avg_pool3d(out[None, None], block)[0, 0]
+    return out
 
 
 def train_sr3d(
@@ -541,8 +560,7 @@ def train_sr3d(
     start = time.perf_counter()
     history = fit(model, batch, loss, steps, 1e-3, seed, stop_after)
     seconds = time.perf_counter() - start
-    # the macaque volume has 0.5 mm voxels: average 2x2x2 blocks to the 1 mm of training
-    val = nn.functional.avg_pool3d(_volume(data_dir, VAL_VOLUMES[0])[None, None], 2)[0, 0]
+    val = _volume(data_dir, VAL_VOLUMES[0])
     s = val.shape[0] // 2
     hr = val[s - 24 : s + 24]
     lr_vol = thick_slices(hr, factor)
@@ -572,7 +590,7 @@ def train_sr3d(
         },
         history=history,
         validation={
-            "volume": "48 central axial slices of the macaque brain at 1 mm (2x2x2 mean)",
+            "volume": f"48 central axial slices of {VAL_VOLUMES[0]} at 1 mm",
             **_metrics(hr, pred),
         },
         validation_bicubic=_metrics(hr, bicubic_upsample(lr_vol, factor, dims=(0,))),
@@ -584,7 +602,7 @@ def train_sr3d(
 
 
 FAMILIES = {
-    "kspace_net": (train_kspace_net, 1800),
+    "kspace_net": (train_kspace_net, 800),
     "automap": (train_automap, 4000),
     "motion": (train_motion, 1600),
     "denoiser": (train_denoiser, 4000),

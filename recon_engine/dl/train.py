@@ -356,51 +356,120 @@ def _fmt(value: Any) -> str:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
+HELD_OUT_VOLUME = "mni152_2009a_t1_1mm.nii.gz"  # benchmarks/bench_dl.py's test volume
+
+
+def _card_split(card: dict) -> tuple[Any, Any]:
+    """(training volumes or directory, validation ones) of a card of either trainer."""
+    if "split" in card:
+        return card["split"]["train"], card["split"]["validation"]
+    data = card.get("data", {})
+    return data.get("train_volumes"), data.get("val_volumes")
+
+
+def _metric_line(label: str, metrics: dict) -> str:
+    return (
+        f"{label}: PSNR {metrics.get('psnr', 0):.2f} dB, SSIM {metrics.get('ssim', 0):.4f}, "
+        f"NMSE {metrics.get('nmse', 0):.4f}"
+    )
+
+
+def _generic_card_lines(name: str, card: dict) -> list[str]:
+    """Card written by :func:`train` (``configs/train/*.yaml``)."""
+    val, base = card.get("validation", {}), card.get("validation_baseline", {})
+    baseline_name = "bicubic" if card.get("task") == "super_resolution" else "zero-filled"
+    lines = [
+        f"- Training data: {_fmt(card.get('data'))}",
+        f"- Simulation / physics augmentation: {_fmt(card.get('physics'))}",
+        f"- Image augmentation: {_fmt(card.get('augment'))}",
+    ]
+    if "mask" in card:
+        lines.append(
+            f"- Masks: {_fmt(card['mask'])}; coils {card.get('n_coils')}; needs an ACS of "
+            f">= {card.get('min_acs_fraction')} of the phase-encode lines"
+        )
+    if "factor" in card:
+        lines.append(f"- Factor: {card['factor']}x; degradation: {card.get('degradation')}")
+    lines += [
+        f"- Epochs: {card.get('epochs_completed', card.get('epochs'))}, batch "
+        f"{card.get('batch_size')}, Adam lr {card.get('lr')} (cosine), seed "
+        f"{card.get('seed')}; training time {card.get('training_seconds')} s on "
+        "1 CPU thread (shared 2-core machine); trained by `python -m recon_engine train "
+        f"--config configs/train/{name}.yaml`",
+        "- "
+        + _metric_line("Validation (held-out volume, final epoch)", val)
+        + "; "
+        + _metric_line(f"{baseline_name} on the same data", base),
+    ]
+    return lines
+
+
+def _family_card_lines(card: dict) -> list[str]:
+    """Card written by :mod:`recon_engine.dl.family_training` (steps, not epochs)."""
+    training = card.get("training", {})
+    lines = [f"- Simulation: {_fmt(card.get('simulation'))}"]
+    if card.get("mask"):
+        lines.append(f"- Masks: {_fmt(card['mask'])}")
+    lines.append(
+        f"- Coils: {card.get('n_coils') or 'any'}; matrix: {card.get('matrix') or 'any'}"
+        + (f"; factor {card['factor']}x {card.get('direction', '')}" if "factor" in card else "")
+    )
+    lines += [
+        f"- Training: {training.get('steps')} of {training.get('max_steps')} Adam steps "
+        f"(cosine), batch {training.get('batch_size')}, lr {training.get('lr')}, loss "
+        f"{training.get('loss')}, seed {training.get('seed')}; {training.get('seconds')} s on "
+        f"{training.get('threads')} CPU thread(s); reproduce: `{card.get('reproduce', '')}`",
+        "- " + _metric_line("Validation (held-out volume)", card.get("validation", {})),
+    ]
+    for key in sorted(card):
+        if key.startswith("validation_"):
+            label = key.removeprefix("validation_").replace("_", " ")
+            lines.append("- " + _metric_line(f"Baseline ({label}) on the same data", card[key]))
+    for key in ("notes", "findings"):
+        if card.get(key):
+            lines.append(f"- {key.capitalize()}: {card[key]}")
+    return lines
+
+
 def model_cards_markdown(directory: Path, names: list[str]) -> str:
-    """Human-readable model cards (Markdown) for the named ``<name>.json`` cards."""
+    """Human-readable model cards (Markdown) for the named ``<name>.json`` cards: a split
+    summary (is the benchmark volume held out?) then one section per model."""
+    cards = {name: json.loads((directory / f"{name}.json").read_text()) for name in names}
     lines = [
         "# Shipped model cards",
         "",
-        "Written by `python -m recon_engine.dl.train cards` from the JSON cards next to the",
-        "weights (the engine verifies each file's sha256 against its card when loading).",
-        "Configs: `configs/train/<name>.yaml`; retrain with",
-        "`python -m recon_engine train --config configs/train/<name>.yaml`. Small demonstrators",
-        "trained on simulated data from three public template volumes: not clinical models.",
+        "Written by `python -m recon_engine.dl.train cards DIR NAME...` from the JSON cards",
+        "next to the weights (the engine verifies each file's sha256 against its card when",
+        "loading). Small demonstrators trained on simulated data from three public template",
+        "volumes (Colin27, INIA19 macaque, MNI152 2009a): not clinical models.",
+        "",
+        "## Data split per model",
+        "",
+        f"`benchmarks/bench_dl.py` tests on {HELD_OUT_VOLUME}; it is held out only where",
+        "the last column says so.",
+        "",
+        "| model | trainer | training volumes | validation volumes | benchmark volume held out |",
+        "|---|---|---|---|---|",
     ]
-    for name in names:
-        card = json.loads((directory / f"{name}.json").read_text())
-        val, base = card.get("validation", {}), card.get("validation_baseline", {})
-        baseline_name = "bicubic" if card.get("task") == "super_resolution" else "zero-filled"
+    for name, card in cards.items():
+        train_on, val_on = _card_split(card)
+        trainer = "family_training" if "training" in card else "train (config)"
+        held_out = "yes" if HELD_OUT_VOLUME not in json.dumps(train_on) else "NO (trained on it)"
+        lines.append(f"| {name} | {trainer} | {_fmt(train_on)} | {_fmt(val_on)} | {held_out} |")
+    for name, card in cards.items():
+        train_on, val_on = _card_split(card)
+        description = f" ({card['description']})" if card.get("description") else ""
         lines += [
             "",
             f"## {name}",
             "",
-            f"- Architecture: {_fmt(card['architecture'])} ({card.get('description', '')})",
-            f"- Parameters: {card['parameters']:,}; task: {card.get('task')}",
+            f"- Architecture: {_fmt(card['architecture'])}{description}",
+            f"- Parameters: {card['parameters']:,}"
+            + (f"; task: {card['task']}" if card.get("task") else ""),
             f"- Weights: `{card['weights']}`, sha256 `{card['sha256']}`",
-            f"- Training data: {_fmt(card.get('data'))}",
-            f"- Split (by volume): train {_fmt(card['split']['train'])}; validation "
-            f"{_fmt(card['split']['validation'])}",
-            f"- Simulation / physics augmentation: {_fmt(card.get('physics'))}",
-            f"- Image augmentation: {_fmt(card.get('augment'))}",
+            f"- Split (by volume): train {_fmt(train_on)}; validation {_fmt(val_on)}",
         ]
-        if "mask" in card:
-            lines.append(
-                f"- Masks: {_fmt(card['mask'])}; coils {card.get('n_coils')}; needs an ACS of "
-                f">= {card.get('min_acs_fraction')} of the phase-encode lines"
-            )
-        if "factor" in card:
-            lines.append(f"- Factor: {card['factor']}x; degradation: {card.get('degradation')}")
-        lines += [
-            f"- Epochs: {card.get('epochs_completed', card.get('epochs'))}, batch "
-            f"{card.get('batch_size')}, Adam lr {card.get('lr')} (cosine), seed "
-            f"{card.get('seed')}; training time {card.get('training_seconds')} s on "
-            "1 CPU thread (shared 2-core machine)",
-            f"- Validation (held-out volume, final epoch): PSNR {val.get('psnr', 0):.2f} dB, "
-            f"SSIM {val.get('ssim', 0):.4f}, NMSE {val.get('nmse', 0):.4f}; {baseline_name} "
-            f"on the same data: PSNR {base.get('psnr', 0):.2f} dB, SSIM "
-            f"{base.get('ssim', 0):.4f}, NMSE {base.get('nmse', 0):.4f}",
-        ]
+        lines += _family_card_lines(card) if "training" in card else _generic_card_lines(name, card)
     return "\n".join(lines) + "\n"
 
 

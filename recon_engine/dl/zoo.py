@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from recon_engine.dl.cascade import DeepCascade, acs_maps
 from recon_engine.dl.unet import Unet
 from recon_engine.dl.varnet import VarNet
 from recon_engine.registry import ParameterError, ReconError
@@ -114,6 +115,21 @@ def unet_forward(model: nn.Module, batch: Batch) -> torch.Tensor:
     return (model((x - mean) / std) * std + mean)[:, 0]
 
 
+def deep_cascade_forward(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Magnitude ``(B, H, W)`` of the deep cascade's coil-combined image.
+
+    The cascade needs coil sensitivities; training batches carry none, so they are the
+    ACS maps of :func:`recon_engine.dl.cascade.acs_maps` (no gradient), the method's
+    default estimate at inference too.
+    """
+    kspace = torch.view_as_complex(batch["kspace"].contiguous())
+    mask = batch["mask"][..., 0].float()
+    with torch.no_grad():
+        maps = acs_maps(kspace, mask)
+    image, _ = model(kspace, mask, maps)
+    return image.abs()
+
+
 def _espcn_forward(model: nn.Module, batch: Batch) -> torch.Tensor:
     return model(batch["low"])
 
@@ -140,6 +156,15 @@ register(
         "image_recon",
         unet_forward,
         "image-domain U-Net de-aliasing the zero-filled RSS image (fastMRI baseline)",
+    )
+)
+register(
+    ZooEntry(
+        "DeepCascade",
+        DeepCascade,
+        "kspace_recon",
+        deep_cascade_forward,
+        "deep cascade of residual CNNs with hard data consistency, multi-coil via coil maps",
     )
 )
 register(

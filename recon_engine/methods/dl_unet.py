@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
 from recon_engine.dl.unet import Unet
 from recon_engine.dl.weights import load_state_dict
 from recon_engine.dl.zoo import check_recon_input
@@ -15,7 +16,10 @@ from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, Rec
 
 def run(data: ReconInput, params: dict) -> ReconOutput:
     """Zero-filled RSS magnitude, per-slice mean/std normalisation (as fastMRI's U-Net
-    baseline), U-Net, de-normalisation; batched over slices."""
+    baseline), U-Net, de-normalisation; batched over slices. With ``mc_samples >= 2``
+    the map ``uncertainty`` ``(S, H, W)`` is the per-pixel SD (image units) over that many
+    passes with the U-Net's dropout layers active at ``mc_dropout`` (seeded per batch);
+    the image itself is always the deterministic pass."""
     check_input(data)
     k = data.kspace
     s = k.shape[0]
@@ -32,8 +36,9 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         except (TypeError, RuntimeError) as exc:
             raise ReconError(f"weights do not fit the U-Net: {exc}") from None
         model.to(data.device).eval()
-    images = []
+    images, spreads = [], []
     batch = params["batch_size"]
+    mc_samples = params["mc_samples"] if params["mc_samples"] >= 2 else 0
     with torch.inference_mode():
         for b0 in range(0, s, batch):
             b1 = min(s, b0 + batch)
@@ -46,10 +51,21 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
             with timer("network"):
                 y = model((x - mean) / std) * std + mean
             images.append(y[:, 0].cpu())
+            if mc_samples:
+                with timer("mc_dropout"):
+                    spread = mc_dropout_std(
+                        model,
+                        lambda x=x, mean=mean, std=std: model((x - mean) / std) * std + mean,
+                        mc_samples,
+                        params["mc_dropout"],
+                        seed=b0,
+                    )
+                spreads.append(spread[:, 0].cpu())
             if data.progress is not None:
                 data.progress(b1, s)
     return ReconOutput(
         image=torch.cat(images),
+        maps={"uncertainty": torch.cat(spreads)} if spreads else {},
         timings=timer.timings,
         info={"model": params["model"], "sha256": card["sha256"], "card": card},
     )
@@ -62,13 +78,15 @@ SPEC = register(
         family="deep_learning",
         description=(
             "The zero-filled root-sum-of-squares image is de-aliased by a U-Net (fastMRI "
-            "baseline; fastMRI Unet state dicts load unchanged). Needs trained weights "
-            "(sha256-verified model card + .pt)."
+            "baseline; fastMRI Unet state dicts load unchanged). With MC passes, also an "
+            "MC-dropout uncertainty map. Needs trained weights (sha256-verified model card "
+            "+ .pt)."
         ),
         run=run,
         params=(
             Param("model", "str", "unet", "Model card name (<name>.json + <name>.pt)"),
             Param("batch_size", "int", 8, "Slices per network call", min=1, max=256),
+            *MC_PARAMS,
         ),
         references=("Zbontar J et al., fastMRI, arXiv:1811.08839, 2018",),
     )

@@ -106,15 +106,21 @@ def test_deep_cascade_method_with_site_weights(tmp_path: Path, monkeypatch) -> N
     save_model(DeepCascade(**arch).state_dict(), {"architecture": arch}, tmp_path, "dc")
     spec = get_method("deep_cascade")
     data = _data(c=3)
-    with pytest.raises(ReconError, match="sensitivities"):
-        spec.run(data, spec.validate({"model": "dc"}))
+    estimated = spec.run(data, spec.validate({"model": "dc"}))  # maps from the ACS
+    assert estimated.info["sensitivities"] == "acs"
+    assert estimated.image.shape == (2, 24, 20)
+    no_acs = ReconInput(kspace=data.kspace, mask=data.mask.clone())
+    no_acs.mask[..., 7:13] = 0
+    no_acs.kspace = no_acs.kspace * no_acs.mask
+    with pytest.raises(ReconError, match="needs coil sensitivities"):
+        spec.run(no_acs, spec.validate({"model": "dc"}))
     data.sensitivities = torch.ones_like(data.kspace) / 3**0.5
     out = spec.run(data, spec.validate({"model": "dc"}))
     assert out.image.shape == (2, 24, 20)
     # hard DC: the residual map of the measured samples is zero
     assert float(out.maps["dc_residual"].abs().max()) < 1e-4
     with pytest.raises(ReconError, match="no trained weights"):
-        spec.run(data, spec.validate({}))
+        spec.run(data, spec.validate({"model": "no_such_cascade"}))
 
 
 def test_unet_method_with_site_weights(tmp_path: Path, monkeypatch) -> None:

@@ -1,5 +1,6 @@
-"""The shipped VarNet, U-Net and ESPCN weights: verified cards, better than the non-learned
-baseline on a held-out volume, clear errors for corrupt weights and unsuitable input."""
+"""The shipped VarNet, U-Net, deep cascade, k-space net and ESPCN weights: verified cards,
+better than the non-learned baseline on a held-out volume, clear errors for corrupt
+weights and unsuitable input; MC-dropout uncertainty of the U-Net."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from recon_engine.simulation import load_slices, simulate_multicoil
 
 MRI = Path(__file__).resolve().parents[3] / "data" / "mri"
 HELD_OUT = MRI / "mni152_2009a_t1_1mm.nii.gz"
-SHIPPED = {"varnet": "VarNet", "unet": "Unet", "sr_espcn": "ESPCN"}
+SHIPPED = {"varnet": "VarNet", "unet": "Unet", "deep_cascade": "DeepCascade", "sr_espcn": "ESPCN"}
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +56,7 @@ def test_card_is_complete_and_hash_verified(name: str) -> None:
     assert (SHIPPED_DIR / "MODEL_CARDS.md").read_text().count(card["sha256"]) == 1
 
 
-@pytest.mark.parametrize("method", ["varnet", "unet"])
+@pytest.mark.parametrize("method", ["varnet", "unet", "deep_cascade"])
 @pytest.mark.parametrize("size", [(128, 128), (96, 112)])
 def test_beats_zero_filled_on_held_out_volume(method: str, size: tuple[int, int]) -> None:
     kspace, ref = _held_out(size)
@@ -64,6 +65,61 @@ def test_beats_zero_filled_on_held_out_volume(method: str, size: tuple[int, int]
     out = reconstruct_kspace(kspace * mask, mask, method, device="cpu", progress=False)
     assert out.info["sha256"] == json.loads((SHIPPED_DIR / f"{method}.json").read_text())["sha256"]
     assert psnr(ref, out.volume) > psnr(ref, zf.volume) + 1.0
+
+
+def test_every_shipped_model_holds_out_the_benchmark_volume() -> None:
+    cards = sorted(SHIPPED_DIR.glob("*.json"))
+    assert {c.stem for c in cards} >= {*SHIPPED, "kspace_net", "automap", "sr_3d"}
+    text = (SHIPPED_DIR / "MODEL_CARDS.md").read_text()
+    for path in cards:
+        card = json.loads(path.read_text())
+        train_on = card["split"]["train"] if "split" in card else card["data"]["train_volumes"]
+        assert train_on and HELD_OUT.name not in json.dumps(train_on), path.name
+        assert text.count(card["sha256"]) == 1, path.name
+        assert f"## {path.stem}\n" in text
+
+
+def test_kspace_net_is_an_8_coil_model_held_out_from_the_benchmark_volume() -> None:
+    card = json.loads((SHIPPED_DIR / "kspace_net.json").read_text())
+    assert card["sha256"] == sha256_file(SHIPPED_DIR / "kspace_net.pt")
+    assert card["n_coils"] == card["architecture"]["n_coils"] == 8
+    assert HELD_OUT.name not in json.dumps(card["data"]["train_volumes"])
+    assert HELD_OUT.name in json.dumps(card["data"]["val_volumes"])
+    assert (SHIPPED_DIR / "MODEL_CARDS.md").read_text().count(card["sha256"]) == 1
+    kspace, ref = _held_out((128, 128))
+    for acceleration in (4, 8):
+        mask = make_mask("equispaced", (128, 128), acceleration, seed=0, center_fraction=0.08)
+        m = mask.mask
+        zf = reconstruct_kspace(kspace * m, m, "zero_filled", device="cpu", progress=False)
+        out = reconstruct_kspace(
+            kspace * m, m, "kspace_net", {"mc_samples": 0}, device="cpu", progress=False
+        )
+        assert out.info["sha256"] == card["sha256"]
+        assert psnr(ref, out.volume) > psnr(ref, zf.volume) + 1.0
+
+
+def test_unet_mc_dropout_uncertainty() -> None:
+    kspace, _ = _held_out((64, 64))
+    mask = make_mask("random", (64, 64), 4, seed=0, center_fraction=0.08).mask
+
+    def unet(**params):
+        spec = get_method("unet")
+        return spec.run(ReconInput(kspace=kspace * mask, mask=mask), spec.validate(params))
+
+    plain = unet(mc_samples=0)
+    assert "uncertainty" not in plain.maps
+    assert "uncertainty" not in unet(mc_samples=1).maps  # one pass has no spread
+    off = unet(mc_samples=4, mc_dropout=0.0)
+    assert off.maps["uncertainty"].shape == (2, 64, 64)
+    assert float(off.maps["uncertainty"].abs().max()) == 0.0
+    on = unet(mc_samples=4, mc_dropout=0.2)
+    assert float(on.maps["uncertainty"].min()) >= 0.0
+    assert float(on.maps["uncertainty"].mean()) > 1e-4 * float(plain.image.abs().max())
+    # the image stays the deterministic pass; the map is reproducible (seeded)
+    torch.testing.assert_close(on.image, plain.image)
+    again = unet(mc_samples=4, mc_dropout=0.2)
+    torch.testing.assert_close(again.maps["uncertainty"], on.maps["uncertainty"])
+    assert "uncertainty" in unet().maps  # on by default, like the other DL families
 
 
 def test_sr_beats_bicubic_on_held_out_volume() -> None:

@@ -136,6 +136,28 @@ def test_unet_and_sr_tasks_train(tmp_path: Path) -> None:
     assert "n_coils" not in sr
 
 
+def test_deep_cascade_trains_and_its_card_runs_in_the_method(tmp_path: Path, monkeypatch) -> None:
+    from recon_engine.registry import ReconInput, get_method
+    from recon_engine.sampling import make_mask
+    from recon_engine.simulation import load_slices, simulate_multicoil
+
+    arch = {"type": "DeepCascade", "num_cascades": 1, "features": 4, "depth": 3}
+    card = train(
+        _config(tmp_path, 1, name="dc", model=arch, mask={"center_fractions": [0.16]}),
+        resume=False,
+        progress=False,
+    )
+    assert card["task"] == "kspace_recon" and card["architecture"] == arch
+    monkeypatch.setenv("RECON_MODEL_PATH", str(tmp_path))
+    sim = simulate_multicoil(load_slices(MNI, 2, size=(32, 32)), n_coils=5, snr=40.0, seed=0)
+    mask = make_mask("equispaced", (32, 32), 4, seed=0, center_fraction=0.16).mask
+    spec = get_method("deep_cascade")
+    out = spec.run(ReconInput(sim.kspace * mask, mask), spec.validate({"model": "dc"}))
+    assert out.info["sha256"] == card["sha256"] and out.info["sensitivities"] == "acs"
+    assert out.image.shape == (2, 32, 32)
+    assert float(out.maps["dc_residual"].abs().max()) < 1e-4  # hard data consistency
+
+
 def test_fastmri_directories_train(tmp_path: Path) -> None:
     for split, vol in (("train", COLIN), ("val", MNI)):
         (tmp_path / split).mkdir()
