@@ -10,8 +10,10 @@ families. All of it is stored in the run's ``parameters`` so that the bundle rep
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ REPORT_FILES = {
     "reads.csv": "text/csv; charset=utf-8",
     "bundle.zip": "application/zip",
 }
+REFERENCE_DIGEST_FILE = "reference_standard.json"
 
 
 def study_seed(study: Study) -> int:
@@ -100,21 +103,57 @@ def write_study_report(
     out_dir: str | Path,
     progress: report.ProgressCallback | None = None,
 ) -> dict[str, Any]:
-    """Every report file of ``study`` in ``out_dir``; returns the results dict."""
+    """Every report file of ``study`` in ``out_dir``; returns the results dict, with the
+    digest of the reference standard the reads were scored against
+    (``reference_standard``: ``sha256``, ``cells``; see
+    :func:`studies.reference.reference_digest`)."""
     if study.status != Study.Status.CLOSED:
         raise StudyError("only studies closed for analysis can be analysed")
+    from studies.reference import reference_digest
+
     if progress:
         progress(0.01, "Exporting the reads")
+    truth = reference_digest(study)
     csv_text = _tidy_csv(study)
-    return report.write_report(csv_text, params, out_dir, report_title(study), progress)
+    results = report.write_report(csv_text, params, out_dir, report_title(study), progress)
+    _add_reference_digest(Path(out_dir), truth)
+    results["reference_standard"] = truth
+    return results
 
 
-def start_analysis(study: Study, user, requested: dict[str, Any], request=None) -> AnalysisRun:
-    """Queue an analysis of the closed ``study`` with the statistician's ``requested``
-    parameters; the Celery task starts once the transaction commits (audited)."""
-    if study.status != Study.Status.CLOSED:
-        raise StudyError("only studies closed for analysis can be analysed")
-    params = analysis_parameters(study, requested)
+def _add_reference_digest(out_dir: Path, truth: dict[str, Any]) -> None:
+    """Write ``reference_standard.json`` (the digest of the truth the reads were scored
+    against) next to the report and into its bundle, so the bundle names it too."""
+    text = json.dumps(truth, indent=2, sort_keys=True)
+    (out_dir / REFERENCE_DIGEST_FILE).write_text(text, encoding="utf-8")
+    with zipfile.ZipFile(out_dir / "bundle.zip", "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(REFERENCE_DIGEST_FILE, text)
+
+
+def _enqueue(run: AnalysisRun) -> None:
+    """Send ``run`` to the worker once the surrounding transaction commits. When the broker
+    cannot be reached the run is marked failed with the reason (instead of staying queued
+    with no task behind it), so the statistician can run it again later."""
+    from studies.tasks import run_analysis as task
+
+    def send() -> None:
+        try:
+            task.delay(run.pk)
+        except Exception as exc:  # kombu/redis/OS errors: whatever the broker transport raises
+            logger.exception("could not send analysis run %s to the broker", run.pk)
+            AnalysisRun.objects.filter(pk=run.pk, status=AnalysisRun.Status.QUEUED).update(
+                status=AnalysisRun.Status.FAILED,
+                message=(
+                    f"could not reach the task broker ({exc}); run it again when the "
+                    "worker service is back"
+                )[:2000],
+                finished=timezone.now(),
+            )
+
+    transaction.on_commit(send)
+
+
+def _queue(study: Study, user, params: dict[str, Any], request=None, **details) -> AnalysisRun:
     run = AnalysisRun.objects.create(
         study=study, requested_by=user, parameters=params, message="Queued"
     )
@@ -123,12 +162,35 @@ def start_analysis(study: Study, user, requested: dict[str, Any], request=None) 
         "study.analysis.start",
         study,
         request=request,
-        details={"run": run.pk, "analyses": params["analyses"], "seed": params["seed"]},
+        details={
+            "run": run.pk,
+            "analyses": params["analyses"],
+            "seed": params["seed"],
+            **details,
+        },
     )
-    from studies.tasks import run_analysis as task
-
-    transaction.on_commit(lambda: task.delay(run.pk))
+    _enqueue(run)
     return run
+
+
+def start_analysis(study: Study, user, requested: dict[str, Any], request=None) -> AnalysisRun:
+    """Queue an analysis of the closed ``study`` with the statistician's ``requested``
+    parameters; the Celery task starts once the transaction commits (audited)."""
+    if study.status != Study.Status.CLOSED:
+        raise StudyError("only studies closed for analysis can be analysed")
+    return _queue(study, user, analysis_parameters(study, requested), request=request)
+
+
+def run_again(run: AnalysisRun, user, request=None) -> AnalysisRun:
+    """A new queued run of a failed ``run``'s study with exactly its parameters (audited
+    with ``rerun_of``); the failed run is kept as it is."""
+    if run.status != AnalysisRun.Status.FAILED:
+        raise StudyError("only a failed run can be run again")
+    study = run.study
+    if study.status != Study.Status.CLOSED:
+        raise StudyError("only studies closed for analysis can be analysed")
+    params = report.normalise_parameters(run.parameters)
+    return _queue(study, user, params, request=request, rerun_of=run.pk)
 
 
 def _set_progress(run_pk: int, fraction: float, message: str) -> None:
@@ -191,6 +253,24 @@ def run_file(run: AnalysisRun, name: str) -> Path | None:
         return None
     path = Path(settings.MEDIA_ROOT) / run.output_dir / name
     return path if path.is_file() else None
+
+
+def reference_check(run: AnalysisRun) -> dict[str, Any] | None:
+    """The reference standard a succeeded run used against the study's current one:
+    ``{"sha256", "cells", "current_sha256", "current_cells", "changed"}``; None when the
+    run has no digest (not finished, or computed before digests were recorded)."""
+    used = (run.result or {}).get("reference_standard")
+    if not used:
+        return None
+    from studies.reference import reference_digest
+
+    current = reference_digest(run.study)
+    return {
+        **used,
+        "current_sha256": current["sha256"],
+        "current_cells": current["cells"],
+        "changed": current["sha256"] != used["sha256"],
+    }
 
 
 def run_state(run: AnalysisRun) -> dict[str, Any]:

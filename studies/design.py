@@ -1,9 +1,10 @@
 """Study design services for coordinators: settings, arms, cases, readers, reference panel,
 questions. Every change is audited (``changes`` as ``{field: [old, new]}``).
 
-Arms, cases and readers can change only while the study is a draft (the reading plan is
-stored when the study opens). Questions follow :func:`studies.questions.ensure_editable`
-(a question locks once answers exist).
+Arms, cases, readers and questions can change only while the study is a draft (the reading
+plan is stored when the study opens; changing the form mid-study would mix reads answered to
+different questions). A question also locks once answers exist
+(:func:`studies.questions.ensure_editable`).
 """
 
 from __future__ import annotations
@@ -191,11 +192,19 @@ def remove_reader(study: Study, reader, user, request=None) -> None:
 
 
 def grant_panel(study: Study, member, part: str, user, request=None) -> None:
-    """Put ``member`` (a reader-role user) on the reference panel or make them adjudicator."""
+    """Put ``member`` (a reader-role user) on the reference panel or make them adjudicator;
+    refused for the study's own readers (they must never see the reference)."""
     if study.status == Study.Status.CLOSED:
         raise StudyError("the reference panel cannot change once the study is closed")
     if not member.has_role(Role.READER):
         raise StudyError(f"{member.username} does not hold the reader role")
+    from studies.reference import is_study_reader
+
+    if is_study_reader(member, study):
+        raise StudyError(
+            f"{member.username} reads this study: a reader must never see the reference "
+            "standard, so cannot be on its reference panel"
+        )
     permission, label = PANEL_PARTS[part]
     assign_perm(permission, member, study)
     record(
@@ -254,9 +263,9 @@ def question_snapshot(question: Question) -> dict[str, Any]:
 
 
 def save_question(question: Question, old: dict[str, Any] | None, user, request=None) -> None:
-    """Create or change a question (refused by the model once it is locked); audited."""
-    if question.study.status == Study.Status.CLOSED:
-        raise StudyError("questions cannot change once the study is closed")
+    """Create or change a question of a draft study (refused by the model once it is
+    locked); audited."""
+    require_draft(question.study, "questions can change")
     with transaction.atomic():
         question.save()
         changes = question_changes(question, old)
@@ -272,10 +281,10 @@ def save_question(question: Question, old: dict[str, Any] | None, user, request=
 
 
 def delete_question(question: Question, user, request=None) -> None:
-    """Delete a question (refused by the model once it is locked); audited."""
+    """Delete a question of a draft study (refused by the model once it is locked);
+    audited."""
     study = question.study
-    if study.status == Study.Status.CLOSED:
-        raise StudyError("questions cannot change once the study is closed")
+    require_draft(study, "questions can be deleted")
     key = question.key
     with transaction.atomic():
         question.delete()

@@ -21,6 +21,12 @@ while the other is not yet in, and cannot read a cell whose final value came fro
 consensus or import. The adjudicator must not be one of the cell's two readers. Two
 measurements agree only when they are exactly equal; otherwise the adjudicator decides.
 
+After closing. Once the study is closed for analysis (the arms are unblinded), a missing
+final value may still be completed — the reference can come after reading, e.g. from
+arthroscopy — but a stored final value never changes (:func:`refuse_change_after_close`).
+Each analysis run records a digest of the reference standard it used
+(:func:`reference_digest`), so a later completion is visible.
+
 Who: the study's coordinator(s) (:func:`~studies.permissions.managed_studies`), panel
 members (object permission ``studies.reference_study``) and adjudicators
 (``studies.adjudicate_study``). A reader of the study never takes part, whatever else they
@@ -30,7 +36,9 @@ hold: readers must never see the reference standard. Every write is audited.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,6 +197,39 @@ def same_value(a: Any, b: Any) -> bool:
     return a == b
 
 
+def refuse_change_after_close(study: Study, cell: dict[str, Any], truth: ReferenceStandard) -> None:
+    """Refuse changing the stored final value ``truth`` once ``study`` is closed for
+    analysis (the arms are unblinded: the truth must not move under known results)."""
+    if study.status == Study.Status.CLOSED:
+        raise StudyError(
+            f"{cell['case']} / {cell['question']} already has its final reference value and "
+            "the study is closed for analysis: a stored reference value can no longer change "
+            "(missing values can still be completed)"
+        )
+
+
+def reference_digest(study: Study) -> dict[str, Any]:
+    """SHA-256 of the study's reference standard: the sorted (case subject code, question
+    key, value) rows as canonical JSON; with the number of cells. Two runs with the same
+    digest were scored against the same truth."""
+    rows = sorted(
+        (
+            [t.study_case.case.subject_code, t.study_case_id, t.question, t.value]
+            for t in ReferenceStandard.objects.filter(study_case__study=study).select_related(
+                "study_case__case"
+            )
+        ),
+        key=lambda row: (row[0], row[1], row[2]),
+    )
+    canonical = json.dumps(
+        [[code, key, value] for code, _, key, value in rows],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return {"sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest(), "cells": len(rows)}
+
+
 def _study_case(study_case: StudyCase, lock: bool = False) -> StudyCase:
     rows = StudyCase.objects.select_related("study", "case")
     if lock:
@@ -215,7 +256,8 @@ def enter_consensus(
     """Store the panel's consensus value of one cell (coordinator or panel member).
 
     A cell that already has a final value keeps it unless ``note`` gives the reason for the
-    change; the change is audited with the old and new value and source.
+    change; the change is audited with the old and new value and source. Once the study is
+    closed only missing values can be entered (:func:`refuse_change_after_close`).
     """
     study_case = _study_case(study_case, lock=True)
     study = study_case.study
@@ -245,6 +287,9 @@ def enter_consensus(
         return truth
     if truth.source == ReferenceStandard.Source.CONSENSUS and same_value(truth.value, value):
         return truth
+    if study.status == Study.Status.CLOSED and same_value(truth.value, value):
+        return truth
+    refuse_change_after_close(study, _cell(study_case, question), truth)
     if not note:
         raise ValidationError(
             f"{study_case.case.subject_code} / {question.key} already has a reference value "
@@ -418,7 +463,11 @@ def adjudicate(
         )
     if any(r.user_id == user.pk for r in reads):
         raise StudyError("you read this case for the reference panel: another adjudicator decides")
-    if ReferenceStandard.objects.filter(study_case=study_case, question=question.key).exists():
+    existing = ReferenceStandard.objects.filter(
+        study_case=study_case, question=question.key
+    ).first()
+    if existing is not None:
+        refuse_change_after_close(study, cell, existing)
         raise StudyError(f"{cell['case']} / {question.key} already has its final reference value")
     truth = ReferenceStandard.objects.create(
         study_case=study_case,
@@ -528,8 +577,8 @@ def import_reference_csv(study: Study, file, user, request=None) -> ImportResult
 
     A row for a cell that already has a final value is accepted only when the value is the
     same (nothing changes); a different value is an error (change it by consensus, with a
-    reason). Any bad row refuses the whole file: ValidationError lists each row number and
-    its problem, and nothing is stored.
+    reason, while the study is not closed). Any bad row refuses the whole file:
+    ValidationError lists each row number and its problem, and nothing is stored.
     """
     _require(user, study, COORDINATOR)
     text = _decode(_read_upload(file))
@@ -583,6 +632,12 @@ def import_reference_csv(study: Study, file, user, request=None) -> ImportResult
             seen[(study_case.pk, key)] = line
             truth = stored.get((study_case.pk, key))
             if truth is not None:
+                if not same_value(truth.value, value) and study.status == Study.Status.CLOSED:
+                    raise ValidationError(
+                        f"{code} / {key} already has the reference value "
+                        f"{display_value(question, truth.value)}; the study is closed for "
+                        "analysis, so a stored reference value can no longer change"
+                    )
                 if not same_value(truth.value, value):
                     raise ValidationError(
                         f"{code} / {key} already has the reference value "

@@ -41,11 +41,41 @@ class StudyError(Exception):
 
 
 def add_reader(study: Study, user, actor=None) -> StudyReader:
-    """Assign a reader (role ``reader``) and grant the object permission ``studies.read_study``."""
-    if not user.has_role("reader"):
+    """Assign a reader (role ``reader``) and grant the object permission ``studies.read_study``.
+
+    Blinding: a reader must hold no other role (coordinators and site admins see every
+    case, job and protocol; statisticians see unblinded results), must not be a superuser,
+    the study's coordinator, or on the study's reference panel (has seen the reference).
+    """
+    from guardian.shortcuts import get_perms
+
+    from mriplatform.accounts.roles import Role
+
+    if not user.has_role(Role.READER):
         raise StudyError(f"{user.username} does not hold the reader role")
     if study.status != Study.Status.DRAFT:
         raise StudyError("readers can only be added while the study is a draft")
+    blinded = "a reader must stay blinded: use a separate reader-only account"
+    if user.is_superuser:
+        raise StudyError(f"{user.username} is a superuser and sees everything; {blinded}")
+    if study.coordinator_id == user.pk:
+        raise StudyError(f"{user.username} coordinates this study; {blinded}")
+    other_roles = {
+        Role.COORDINATOR: "coordinator",
+        Role.SITE_ADMIN: "site administrator",
+        Role.STATISTICIAN: "statistician",
+    }
+    for role, name in other_roles.items():
+        if user.has_role(role):
+            raise StudyError(
+                f"{user.username} is also a {name} (sees cases, jobs, protocols or results "
+                f"unblinded); {blinded}"
+            )
+    if {"reference_study", "adjudicate_study"} & set(get_perms(user, study)):
+        raise StudyError(
+            f"{user.username} is on this study's reference panel (has seen the reference "
+            f"standard); {blinded}"
+        )
     reader, _ = StudyReader.objects.get_or_create(study=study, reader=user)
     assign_perm("studies.read_study", user, study)
     record(actor, "study.add_reader", study, details={"reader": user.username})

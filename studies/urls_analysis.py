@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:pk>/analysis/", analysis.study_analysis, name="analysis-study"),
     path("analysis/runs/<int:pk>/", analysis.run_detail, name="analysis-run"),
     path("analysis/runs/<int:pk>/status/", analysis.run_status, name="analysis-run-status"),
+    path("analysis/runs/<int:pk>/again/", analysis.run_again, name="analysis-run-again"),
     path(
         "analysis/runs/<int:pk>/<str:name>",
         analysis.run_download,

@@ -5,12 +5,13 @@ gets 404 (:func:`studies.permissions.analysable_studies` decides)."""
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from mriplatform.accounts.roles import Role
 from mriplatform.audit.services import record
@@ -125,8 +126,23 @@ def run_detail(request, pk: int):
         "report_body": body,
         "downloads": list(analysis_service.REPORT_FILES),
         "state": analysis_service.run_state(run),
+        "reference": analysis_service.reference_check(run),
     }
     return render(request, "studies/analysis/run.html", context)
+
+
+@require_POST
+@login_required
+def run_again(request, pk: int):
+    """Queue a new run with a failed run's parameters (e.g. after the broker was down)."""
+    run = get_object_or_404(_runs_for(request.user), pk=pk)
+    try:
+        new = analysis_service.run_again(run, request.user, request=request)
+    except (StudyError, report.ReportError) as exc:
+        messages.error(request, str(exc))
+        return redirect("studies:analysis-run", pk=run.pk)
+    messages.success(request, f"Run #{new.pk} queued with the parameters of run #{run.pk}.")
+    return redirect("studies:analysis-run", pk=new.pk)
 
 
 @require_GET

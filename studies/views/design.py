@@ -273,8 +273,17 @@ def arm_remove(request: HttpRequest, pk: int, arm_pk: int) -> HttpResponse:
 def reference_arm(request: HttpRequest, pk: int) -> HttpResponse:
     """Make one arm (or none, with an empty ``arm``) the reference arm."""
     study = _study(request, pk)
-    arm_pk = request.POST.get("arm") or None
-    arm = get_object_or_404(Arm, pk=arm_pk, study=study) if arm_pk else None
+    arm_pk = (request.POST.get("arm") or "").strip()
+    arm = None
+    if arm_pk:
+        arm = (
+            study.arms.filter(pk=int(arm_pk)).first()
+            if arm_pk.isascii() and arm_pk.isdigit()
+            else None
+        )
+        if arm is None:
+            messages.error(request, "Choose one of the study's arms as the reference arm.")
+            return _back(study)
     return _apply(
         request,
         study,
@@ -406,8 +415,12 @@ def template_apply(request: HttpRequest, pk: int) -> HttpResponse:
 
 @coordinator_only
 def question_edit(request: HttpRequest, pk: int, question_pk: int | None = None) -> HttpResponse:
-    """Add (no ``question_pk``) or change one question; locked questions are refused."""
+    """Add (no ``question_pk``) or change one question of a draft study; locked questions
+    are refused."""
     study = _study(request, pk)
+    if study.status != Study.Status.DRAFT:
+        messages.error(request, "Questions can change only while the study is a draft.")
+        return _back(study)
     question = (
         get_object_or_404(Question, pk=question_pk, study=study)
         if question_pk
@@ -433,7 +446,7 @@ def question_edit(request: HttpRequest, pk: int, question_pk: int | None = None)
 @require_POST
 @coordinator_only
 def question_delete(request: HttpRequest, pk: int, question_pk: int) -> HttpResponse:
-    """Delete a question that has no answers yet."""
+    """Delete a question of a draft study (refused once it has answers)."""
     study = _study(request, pk)
     question = get_object_or_404(Question, pk=question_pk, study=study)
     return _apply(

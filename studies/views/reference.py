@@ -212,10 +212,16 @@ def reference_consensus(request, pk: int, case_pk: int):
         questions, *_posted(request), with_note=True, initial=_initial(current)
     )
     title = f"Consensus reference: {study_case.case.subject_code}"
-    intro = (
-        "Final values agreed by the consensus panel. Changing a value that is already stored "
-        "needs a reason in the note; the change is kept in the audit trail."
-    )
+    if study.status == Study.Status.CLOSED:
+        intro = (
+            "Final values agreed by the consensus panel. The study is closed for analysis: "
+            "missing values can still be completed, stored values can no longer change."
+        )
+    else:
+        intro = (
+            "Final values agreed by the consensus panel. Changing a value that is already "
+            "stored needs a reason in the note; the change is kept in the audit trail."
+        )
     if request.method == "POST" and form.is_valid():
         values = form.values(unchanged=current)
         if not form.errors:

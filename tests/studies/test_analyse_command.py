@@ -55,7 +55,9 @@ def test_command_writes_the_report_the_web_run_writes(
     )
     run = analysis_service.run_analysis(run.pk)
     assert run.status == "succeeded"
+    truth = run.result.pop("reference_standard")  # the run also records the truth's digest
     assert run.result == results
+    assert json.loads((out / "reference_standard.json").read_text()) == truth
 
 
 def test_command_refuses_unknown_and_open_studies(closed_study, tmp_path):  # noqa: F811

@@ -11,8 +11,9 @@ from django.urls import reverse
 
 from mriplatform.audit.models import AuditEvent
 from studies import analysis_service
-from studies.models import AnalysisRun, Study
-from tests.factories import ArmFactory, StudyFactory, UserFactory
+from studies.models import AnalysisRun, Question, ReferenceStandard, Study
+from studies.reference import enter_consensus, reference_digest
+from tests.factories import ArmFactory, StudyCaseFactory, StudyFactory, UserFactory
 from tests.studies.test_report import simulated_reads
 
 pytestmark = pytest.mark.django_db
@@ -129,8 +130,13 @@ def test_statistician_starts_a_run_and_gets_the_report(
         filename = f"study-{closed_study.pk}-analysis-{run.pk}-{stem}.{ext}"
         assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
     assert body[:2] == b"PK"
+    # The bundle holds the numbers, and the digest of the reference standard they used.
+    truth = run.result.pop("reference_standard")
+    assert truth == {"sha256": reference_digest(closed_study)["sha256"], "cells": 0}
     with zipfile.ZipFile(run_path(run) / "bundle.zip") as zf:
         assert json.loads(zf.read("results.json")) == run.result
+        assert json.loads(zf.read("reference_standard.json")) == truth
+    assert truth["sha256"] in detail and 'id="reference-changed"' not in detail
     assert AuditEvent.objects.filter(action="study.analysis.download").count() == 4
 
 
@@ -233,3 +239,93 @@ def test_running_again_is_idempotent(closed_study, statistician, simulated_expor
     finished = first.finished
     again = analysis_service.run_analysis(run.pk)
     assert again.status == "succeeded" and again.finished == finished
+
+
+@pytest.mark.parametrize("method", ["delay", "apply_async"])
+def test_broker_down_fails_the_run_visibly_and_it_can_run_again(
+    client,
+    closed_study,
+    statistician,
+    simulated_export,
+    media_root,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+    method,
+):
+    from kombu.exceptions import OperationalError
+
+    from studies import tasks
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.run_analysis, method, broker_down)
+    client.force_login(statistician)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("studies:analysis-study", args=[closed_study.pk]), form_data()
+        )
+    failed = AnalysisRun.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("studies:analysis-run", args=[failed.pk])
+    assert failed.status == "failed" and failed.finished is not None
+    assert "could not reach the task broker" in failed.message
+    assert "Connection refused" in failed.message
+    page = client.get(response["Location"]).content.decode()
+    again_url = reverse("studies:analysis-run-again", args=[failed.pk])
+    assert failed.message in page and again_url in page
+
+    # The broker is back: "run again" queues a new run with exactly the same parameters.
+    sent = []
+    monkeypatch.setattr(tasks.run_analysis, method, lambda *a, **k: sent.append((a, k)))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(again_url)
+    new = AnalysisRun.objects.exclude(pk=failed.pk).get()
+    assert response["Location"] == reverse("studies:analysis-run", args=[new.pk])
+    assert new.status == "queued" and new.parameters == failed.parameters
+    assert new.requested_by == statistician and len(sent) == 1
+    failed.refresh_from_db()
+    assert failed.status == "failed"  # the failed run is kept as it was
+    event = AuditEvent.objects.filter(action="study.analysis.start").order_by("-id").first()
+    assert event.details["run"] == new.pk and event.details["rerun_of"] == failed.pk
+    analysis_service.run_analysis(new.pk)
+    new.refresh_from_db()
+    assert new.status == "succeeded"
+
+
+def test_only_failed_runs_run_again(client, closed_study, statistician, media_root):
+    run = make_run(closed_study, statistician)
+    client.force_login(statistician)
+    url = reverse("studies:analysis-run-again", args=[run.pk])
+    assert client.get(url).status_code == 405
+    response = client.post(url, follow=True)
+    assert any("only a failed run" in str(m) for m in response.context["messages"])
+    assert AnalysisRun.objects.count() == 1
+    other = UserFactory(roles=("statistician",))  # another site's statistician
+    AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.FAILED)
+    client.force_login(other)
+    assert client.post(url).status_code == 404
+    assert AnalysisRun.objects.count() == 1
+
+
+def test_report_shows_when_the_reference_standard_changed_since_the_run(
+    client, closed_study, statistician, simulated_export, media_root
+):
+    """A truth completed after a run (allowed once closed) makes that run visibly stale."""
+    Question.objects.create(
+        study=closed_study, key="tear", kind="finding", label="Tear", choices=["no", "yes"]
+    )
+    case = StudyCaseFactory(study=closed_study)
+    run = make_run(closed_study, statistician)
+    analysis_service.run_analysis(run.pk)
+    run.refresh_from_db()
+    used = run.result["reference_standard"]
+    client.force_login(statistician)
+    url = reverse("studies:analysis-run", args=[run.pk])
+    assert 'id="reference-changed"' not in client.get(url).content.decode()
+    # completing a missing truth after closing is allowed, and shows on the run's page
+    enter_consensus(case, "tear", "yes", closed_study.coordinator)
+    assert ReferenceStandard.objects.get().value == "yes"
+    page = client.get(url).content.decode()
+    assert 'id="reference-changed"' in page
+    assert used["sha256"] in page and reference_digest(closed_study)["sha256"] in page

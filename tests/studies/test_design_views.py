@@ -474,3 +474,122 @@ def test_reader_cannot_be_panel_without_reader_role(draft, coordinator, make_use
     )
     assert _messages(response)
     assert "reference_study" not in get_perms(outsider, draft)
+
+
+@pytest.mark.parametrize(
+    ("roles", "superuser", "refusal"),
+    [
+        (("reader", "coordinator"), False, "also a coordinator"),
+        (("reader", "site_admin"), False, "also a site administrator"),
+        (("reader", "statistician"), False, "also a statistician"),
+        (("reader",), True, "superuser"),
+    ],
+)
+def test_reader_holding_another_role_is_refused(draft, coordinator, roles, superuser, refusal):
+    """Blinding: coordinators and site admins see every case, job and protocol,
+    statisticians the unblinded results; none of them may read."""
+    user = UserFactory(roles=roles, is_superuser=superuser)
+    response = _client(coordinator).post(
+        reverse("studies:reader-add", args=[draft.pk]), {"reader": user.pk}, follow=True
+    )
+    assert any(refusal in m and "blinded" in m for m in _messages(response))
+    assert not StudyReader.objects.filter(study=draft, reader=user).exists()
+    assert superuser or "read_study" not in get_perms(user, draft)
+    assert "study.add_reader" not in _actions(draft)
+
+
+def test_study_coordinator_cannot_read_own_study(draft):
+    from studies.services import StudyError, add_reader
+
+    draft.coordinator.groups.add(*UserFactory(roles=("reader",)).groups.all())
+    with pytest.raises(StudyError, match="coordinates this study"):
+        add_reader(draft, draft.coordinator)
+    assert not StudyReader.objects.filter(study=draft).exists()
+
+
+def test_readers_and_reference_panel_are_kept_apart(draft, coordinator, make_user):
+    client = _client(coordinator)
+    reader, panel = make_user("reader"), make_user("reader")
+    client.post(reverse("studies:reader-add", args=[draft.pk]), {"reader": reader.pk})
+    assert StudyReader.objects.filter(study=draft, reader=reader).exists()
+    for part in ("reference", "adjudicator"):
+        response = client.post(
+            reverse("studies:panel-add", args=[draft.pk]),
+            {"member": reader.pk, "part": part},
+            follow=True,
+        )
+        assert any("reads this study" in m for m in _messages(response))
+    assert not {"reference_study", "adjudicate_study"} & set(get_perms(reader, draft))
+
+    client.post(
+        reverse("studies:panel-add", args=[draft.pk]), {"member": panel.pk, "part": "adjudicator"}
+    )
+    assert "adjudicate_study" in get_perms(panel, draft)
+    response = client.post(
+        reverse("studies:reader-add", args=[draft.pk]), {"reader": panel.pk}, follow=True
+    )
+    assert any("reference panel" in m for m in _messages(response))
+    assert not StudyReader.objects.filter(study=draft, reader=panel).exists()
+    assert "read_study" not in get_perms(panel, draft)
+    # the same radiologist may read another study
+    other = StudyFactory(coordinator=coordinator)
+    client.post(reverse("studies:reader-add", args=[other.pk]), {"reader": panel.pk})
+    assert StudyReader.objects.filter(study=other, reader=panel).exists()
+
+
+def test_questions_change_only_while_draft(open_study_):
+    study, arms, cases, readers = open_study_
+    Question.objects.create(study=study, key="quality", kind="likert", label="Quality")
+    question = study.questions.get(key="quality")
+    before = list(study.questions.values())
+    client = _client(study.coordinator)
+    add = reverse("studies:question-add", args=[study.pk])
+    edit = reverse("studies:question-edit", args=[study.pk, question.pk])
+    data = {
+        "key": "extra",
+        "order": 9,
+        "kind": "text",
+        "label": "Extra",
+        "anchors": "{}",
+        "choices": "[]",
+    }
+    for url, posted in ((add, data), (edit, {**data, "key": "quality", "kind": "likert"})):
+        assert client.get(url).status_code == 302
+        response = client.post(url, posted, follow=True)
+        assert any("only while the study is a draft" in m for m in _messages(response))
+    response = client.post(
+        reverse("studies:question-delete", args=[study.pk, question.pk]), follow=True
+    )
+    assert any("draft" in m for m in _messages(response))
+    assert list(study.questions.values()) == before
+    actions = _actions(study)
+    assert not {"study.add_question", "study.change_question", "study.delete_question"} & set(
+        actions
+    )
+    page = client.get(reverse("studies:detail", args=[study.pk])).content.decode()
+    assert add not in page and edit not in page and 'id="questions-frozen"' in page
+
+
+def test_reference_arm_with_a_bad_arm_is_a_message(draft, coordinator):
+    arm = ArmFactory(study=draft, label="A")
+    foreign = ArmFactory(study=StudyFactory(), label="A")
+    client = _client(coordinator)
+    url = reverse("studies:reference-arm", args=[draft.pk])
+    for bad in ("abc", "1.5", "٣", "-1", str(foreign.pk), "99999999999999999999"):
+        response = client.post(url, {"arm": bad}, follow=True)
+        assert response.status_code == 200, bad
+        assert any("Choose one of the study's arms" in m for m in _messages(response)), bad
+    draft.refresh_from_db()
+    assert draft.reference_arm is None
+    client.post(url, {"arm": arm.pk})
+    draft.refresh_from_db()
+    assert draft.reference_arm == arm
+    client.post(url, {"arm": ""})
+    draft.refresh_from_db()
+    assert draft.reference_arm is None
+
+
+def test_design_page_warns_that_geometry_is_not_normalised(draft, coordinator):
+    page = _client(coordinator).get(reverse("studies:detail", args=[draft.pk])).content.decode()
+    assert 'id="geometry-caveat"' in page
+    assert "matrix" in page and "pixel spacing" in page and "super-resolution" in page

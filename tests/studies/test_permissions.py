@@ -158,6 +158,8 @@ MATRIX: dict[str, Endpoint] = {
     "studies:analysis-study": Endpoint("closed", analysis_page(200), analysis_page(400)),
     "studies:analysis-run": Endpoint("closed", analysis_page(200), None, {"pk": "run"}),
     "studies:analysis-run-status": Endpoint("closed", analysis_page(200), None, {"pk": "run"}),
+    # run again: only a failed run is re-queued; the world's run succeeded, so a message
+    "studies:analysis-run-again": Endpoint("closed", None, analysis_page(302), {"pk": "run"}),
     "studies:analysis-run-download": Endpoint(
         "closed", analysis_page(200), None, {"pk": "run", "name": "reads.csv"}
     ),

@@ -382,3 +382,100 @@ def test_import_only_by_coordinators(ref_study):
         with pytest.raises(StudyError):
             ref.import_reference_csv(s["study"], text, user)
     assert not ReferenceStandard.objects.exists()
+
+
+def _close(study):
+    type(study).objects.filter(pk=study.pk).update(status="closed_for_analysis")
+    study.refresh_from_db()
+
+
+def _truths():
+    return {
+        (t.study_case.case.subject_code, t.question): (t.value, t.source)
+        for t in ReferenceStandard.objects.select_related("study_case__case")
+    }
+
+
+def test_after_close_missing_truths_complete_but_stored_ones_never_change(ref_study):
+    """Once unblinded, the truth must not move under known results; the reference may
+    still arrive after reading (e.g. arthroscopy) for cells that have none."""
+    s = ref_study
+    study, (a, b, c) = s["study"], s["cases"]
+    coordinator = study.coordinator
+    ref.enter_consensus(a, "tear", "present", coordinator)
+    ref.enter_reference_read(b, "tear", "present", s["p1"])
+    ref.enter_reference_read(b, "tear", "absent", s["p2"])
+    _close(study)
+    stored = _truths()
+    n_events = AuditEvent.objects.count()
+
+    with pytest.raises(StudyError, match="closed for analysis"):
+        ref.enter_consensus(a, "tear", "absent", coordinator, note="second opinion")
+    with pytest.raises(StudyError, match="closed for analysis"):
+        ref.enter_consensus(a, "tear", "absent", s["p1"], note="second opinion")
+    with pytest.raises(ValidationError, match="closed for analysis"):
+        ref.import_reference_csv(
+            study, f"case,question,value\n{a.case.subject_code},tear,absent\n".encode(), coordinator
+        )
+    # Entering the stored value again changes nothing (no new source, no audit event).
+    assert ref.enter_consensus(a, "tear", "present", coordinator, note="same").source == (
+        "consensus"
+    )
+    assert _truths() == stored and AuditEvent.objects.count() == n_events
+
+    # Missing values: consensus, import and adjudication complete them (audited).
+    ref.enter_consensus(a, "thickness", 2.0, coordinator)
+    result = ref.import_reference_csv(
+        study,
+        (
+            "case,question,value\n"
+            f"{a.case.subject_code},tear,present\n"
+            f"{c.case.subject_code},tear,absent\n"
+        ).encode(),
+        coordinator,
+    )
+    assert (result.created, result.unchanged) == (1, 1)
+    ref.adjudicate(b, "tear", "absent", s["adjudicator"])
+    truths = _truths()
+    code = {sc: sc.case.subject_code for sc in (a, b, c)}
+    assert truths[(code[a], "thickness")] == (2.0, "consensus")
+    assert truths[(code[c], "tear")] == ("absent", "import")
+    assert truths[(code[b], "tear")] == ("absent", "adjudicated")
+    assert truths[(code[a], "tear")] == stored[(code[a], "tear")]
+    with pytest.raises(StudyError, match="closed for analysis"):
+        ref.adjudicate(b, "tear", "present", s["adjudicator"])
+    assert _truths()[(code[b], "tear")] == ("absent", "adjudicated")
+
+
+def test_consensus_change_with_a_reason_is_allowed_while_open(ref_study):
+    s = ref_study
+    case, coordinator = s["cases"][0], s["study"].coordinator
+    ref.enter_consensus(case, "tear", "present", coordinator)
+    changed = ref.enter_consensus(case, "tear", "absent", coordinator, note="re-read")
+    assert changed.value == "absent"
+    assert _events("study.reference.consensus_change")[0].changes == {
+        "value": ["present", "absent"],
+        "source": ["consensus", "consensus"],
+    }
+
+
+def test_reference_digest_is_sha256_of_sorted_rows(ref_study):
+    import hashlib
+    import json
+
+    s = ref_study
+    study, (a, b, _) = s["study"], s["cases"]
+    empty = ref.reference_digest(study)
+    assert empty == {"sha256": hashlib.sha256(b"[]").hexdigest(), "cells": 0}
+    ref.enter_consensus(b, "thickness", 2.5, study.coordinator)
+    ref.enter_consensus(a, "tear", "present", study.coordinator)
+    rows = sorted(
+        [[a.case.subject_code, "tear", "present"], [b.case.subject_code, "thickness", 2.5]]
+    )
+    expected = hashlib.sha256(
+        json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    ).hexdigest()
+    digest = ref.reference_digest(study)
+    assert digest == {"sha256": expected, "cells": 2}
+    ref.enter_consensus(b, "thickness", 2.6, study.coordinator, note="re-measured")
+    assert ref.reference_digest(study)["sha256"] != expected

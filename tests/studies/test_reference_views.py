@@ -266,3 +266,22 @@ def test_reference_list_shows_each_user_their_studies(site):
     for user in ("reader", "outsider"):
         page = _client(site[user]).get(url).content.decode()
         assert title not in page and "No study asks you" in page, user
+
+
+def test_consensus_page_after_close_completes_but_never_changes(site):
+    urls = _urls(site)
+    coordinator = _client(site["coordinator"])
+    assert coordinator.post(urls["consensus"], {"q_tear": "present"}).status_code == 302
+    type(site["study"]).objects.filter(pk=site["study"].pk).update(status="closed_for_analysis")
+    page = coordinator.get(urls["consensus"]).content.decode()
+    assert "stored values can no longer change" in page
+    refused = coordinator.post(urls["consensus"], {"q_tear": "absent", "note": "second look"})
+    assert refused.status_code == 400 and "closed for analysis" in refused.content.decode()
+    assert ReferenceStandard.objects.get().value == "present"
+    # the stored value resubmitted unchanged plus a missing one: the missing one is stored
+    done = coordinator.post(urls["consensus"], {"q_tear": "present", "q_thickness": "2.5"})
+    assert done.status_code == 302
+    assert {t.question: t.value for t in ReferenceStandard.objects.all()} == {
+        "tear": "present",
+        "thickness": 2.5,
+    }
