@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from recon_engine.dl.automap import Automap, normalise, virtual_coil
+from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
 from recon_engine.dl.model_loader import load_network
 from recon_engine.methods.zero_filled import check_input
@@ -30,11 +31,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     images, spreads = [], []
     batch = params["batch_size"]
     with torch.inference_mode():
-        for b0 in range(0, s, batch):
-            b1 = min(s, b0 + batch)
+        for b0, _, kb, mb in slice_batches(data, batch, timer):
             with timer("virtual_coil"):
-                kb = k[b0:b1].to(data.device)
-                mb = (data.mask[b0:b1] if data.mask.shape[0] == s else data.mask).to(data.device)
                 vc, scale = normalise(virtual_coil(kb * mb))
             with timer("network"):
                 images.append((model(vc).abs() * scale).cpu())
@@ -48,14 +46,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                         seed=b0,
                     )
                     spreads.append((spread * scale).cpu())
-            if data.progress is not None:
-                data.progress(b1, s)
-    return ReconOutput(
-        image=torch.cat(images),
-        maps={"uncertainty": torch.cat(spreads)} if spreads else {},
-        timings=timer.timings,
-        info={"model": params["model"], "sha256": card["sha256"], "card": card},
-    )
+    return network_output(images, {"uncertainty": spreads}, timer, params["model"], card)
 
 
 SPEC = register(

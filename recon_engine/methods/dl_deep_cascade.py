@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import torch
 
+from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.cascade import DeepCascade, acs_maps
 from recon_engine.dl.uncertainty import dc_residual_map
 from recon_engine.dl.weights import load_state_dict
@@ -29,7 +30,6 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     ESPIRiT)."""
     check_input(data)
     k = data.kspace
-    s = k.shape[0]
     timer = Timer(data.device)
     with timer("sensitivities"):
         acs = data.acs_mask if data.acs_mask is not None else acs_region(data.mask)
@@ -55,25 +55,15 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     images, residuals = [], []
     batch = params["batch_size"]
     with torch.inference_mode():
-        for b0 in range(0, s, batch):
-            b1 = min(s, b0 + batch)
-            with timer("transfer"):
-                kb = k[b0:b1].to(data.device)
-                mb = (data.mask[b0:b1] if data.mask.shape[0] == s else data.mask).to(data.device)
-                sb = sens[b0:b1]
+        for b0, b1, kb, mb in slice_batches(data, batch, timer):
+            sb = sens[b0:b1]
             with timer("network"):
                 image, kpred = model(kb * mb, mb, sb)
             images.append(image.cpu())
             with timer("dc_residual"):
                 residuals.append(dc_residual_map(kpred, kb * mb, mb).cpu())
-            if data.progress is not None:
-                data.progress(b1, s)
-    return ReconOutput(
-        image=torch.cat(images),
-        maps={"dc_residual": torch.cat(residuals)},
-        timings=timer.timings,
-        info={"model": params["model"], "sha256": card["sha256"], "card": card, **sens_info},
-    )
+    maps = {"dc_residual": residuals}
+    return network_output(images, maps, timer, params["model"], card, **sens_info)
 
 
 SPEC = register(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.kspace_net import KSpaceNet
 from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
 from recon_engine.dl.model_loader import load_network
@@ -35,12 +36,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     images, residuals, spreads = [], [], []
     batch = params["batch_size"]
     with torch.inference_mode():
-        for b0 in range(0, s, batch):
-            b1 = min(s, b0 + batch)
-            with timer("transfer"):
-                kb = k[b0:b1].to(data.device)
-                mb = (data.mask[b0:b1] if data.mask.shape[0] == s else data.mask).to(data.device)
-                mb = mb.expand(b1 - b0, 1, *mb.shape[-2:]).float()
+        for b0, b1, kb, mb in slice_batches(data, batch, timer):
+            mb = mb.expand(b1 - b0, 1, *mb.shape[-2:]).float()
             with timer("network"):
                 kpred = model(kb, mb)
                 images.append(rss(ifftc(kpred), coil_dim=1).cpu())
@@ -57,17 +54,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                             seed=b0,
                         ).cpu()
                     )
-            if data.progress is not None:
-                data.progress(b1, s)
-    maps = {"dc_residual": torch.cat(residuals)}
-    if spreads:
-        maps["uncertainty"] = torch.cat(spreads)
-    return ReconOutput(
-        image=torch.cat(images),
-        maps=maps,
-        timings=timer.timings,
-        info={"model": params["model"], "sha256": card["sha256"], "card": card},
-    )
+    maps = {"dc_residual": residuals, "uncertainty": spreads}
+    return network_output(images, maps, timer, params["model"], card)
 
 
 SPEC = register(

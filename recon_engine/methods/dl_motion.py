@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
 from recon_engine.dl.model_loader import load_network
 from recon_engine.dl.motion import MotionCorrectionNet
@@ -16,8 +17,6 @@ from recon_engine.registry import MethodSpec, Param, ReconInput, ReconOutput, re
 def run(data: ReconInput, params: dict) -> ReconOutput:
     """RSS of the (motion-corrupted) k-space, then the correction U-Net, per slice batch."""
     check_input(data)
-    k = data.kspace
-    s = k.shape[0]
     timer = Timer(data.device)
     with timer("load_model"):
         model, card = load_network(
@@ -26,11 +25,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     images, spreads = [], []
     batch = params["batch_size"]
     with torch.inference_mode():
-        for b0 in range(0, s, batch):
-            b1 = min(s, b0 + batch)
+        for b0, _, kb, mb in slice_batches(data, batch, timer):
             with timer("rss"):
-                kb = k[b0:b1].to(data.device)
-                mb = (data.mask[b0:b1] if data.mask.shape[0] == s else data.mask).to(data.device)
                 corrupted = rss(ifftc(kb * mb), coil_dim=1)
             with timer("network"):
                 images.append(model(corrupted).clamp_min(0).cpu())
@@ -45,14 +41,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                             seed=b0,
                         ).cpu()
                     )
-            if data.progress is not None:
-                data.progress(b1, s)
-    return ReconOutput(
-        image=torch.cat(images),
-        maps={"uncertainty": torch.cat(spreads)} if spreads else {},
-        timings=timer.timings,
-        info={"model": params["model"], "sha256": card["sha256"], "card": card},
-    )
+    return network_output(images, {"uncertainty": spreads}, timer, params["model"], card)
 
 
 SPEC = register(

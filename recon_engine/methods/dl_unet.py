@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
 from recon_engine.dl.unet import Unet
 from recon_engine.dl.weights import load_state_dict
@@ -22,7 +23,6 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     the image itself is always the deterministic pass."""
     check_input(data)
     k = data.kspace
-    s = k.shape[0]
     timer = Timer(data.device)
     with timer("load_model"):
         state, card = load_state_dict(params["model"], map_location=data.device)
@@ -40,11 +40,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     batch = params["batch_size"]
     mc_samples = params["mc_samples"] if params["mc_samples"] >= 2 else 0
     with torch.inference_mode():
-        for b0 in range(0, s, batch):
-            b1 = min(s, b0 + batch)
+        for b0, _, kb, mb in slice_batches(data, batch, timer):
             with timer("zero_filled"):
-                kb = k[b0:b1].to(data.device)
-                mb = (data.mask[b0:b1] if data.mask.shape[0] == s else data.mask).to(data.device)
                 x = rss(ifftc(kb * mb), coil_dim=1)[:, None]
                 mean = x.mean(dim=(-2, -1), keepdim=True)
                 std = x.std(dim=(-2, -1), keepdim=True).clamp_min(1e-11)
@@ -61,14 +58,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                         seed=b0,
                     )
                 spreads.append(spread[:, 0].cpu())
-            if data.progress is not None:
-                data.progress(b1, s)
-    return ReconOutput(
-        image=torch.cat(images),
-        maps={"uncertainty": torch.cat(spreads)} if spreads else {},
-        timings=timer.timings,
-        info={"model": params["model"], "sha256": card["sha256"], "card": card},
-    )
+    return network_output(images, {"uncertainty": spreads}, timer, params["model"], card)
 
 
 SPEC = register(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.uncertainty import dc_residual_map
 from recon_engine.dl.varnet import VarNet
 from recon_engine.dl.weights import load_state_dict
@@ -46,12 +47,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     images, residuals = [], []
     batch = params["batch_size"]
     with torch.inference_mode():
-        for b0 in range(0, s, batch):
-            b1 = min(s, b0 + batch)
-            with timer("transfer"):
-                kb = k[b0:b1].to(data.device)
-                mb = (data.mask[b0:b1] if data.mask.shape[0] == s else data.mask).to(data.device)
-                mb = mb.expand(b1 - b0, 1, 1, w)
+        for b0, b1, kb, mb in slice_batches(data, batch, timer):
+            mb = mb.expand(b1 - b0, 1, 1, w)
             with timer("network"):
                 masked = torch.view_as_real(kb * mb)
                 bool_mask = mb.bool()[..., None]
@@ -59,14 +56,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                 images.append(rss(ifftc(kpred), coil_dim=1).cpu())
             with timer("dc_residual"):
                 residuals.append(dc_residual_map(kpred, kb * mb, mb).cpu())
-            if data.progress is not None:
-                data.progress(b1, s)
-    return ReconOutput(
-        image=torch.cat(images),
-        maps={"dc_residual": torch.cat(residuals)},
-        timings=timer.timings,
-        info={"model": params["model"], "sha256": card["sha256"], "card": card},
-    )
+    return network_output(images, {"dc_residual": residuals}, timer, params["model"], card)
 
 
 SPEC = register(
