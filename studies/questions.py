@@ -22,6 +22,7 @@ changing its scale or choices afterwards would silently change the meaning of st
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -77,7 +78,7 @@ def _as_int(value: Any, what: str) -> int:
         return value
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,9}", value.strip()):
         return int(value.strip())
     raise ValidationError(f"{what} must be a whole number, not {value!r}")
 
@@ -172,6 +173,18 @@ def _roi(question: Question, value: Any) -> dict[str, Any]:
     return cleaned
 
 
+def _contains_nul(value: Any) -> bool:
+    """Whether a NUL character (U+0000, refused by PostgreSQL jsonb) occurs anywhere in
+    ``value``: in a string, a dict key or value, or a list element, at any depth."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
 def validate_answer(
     question: Question, value: Any, confidence: Any = None, item: ReadItem | None = None
 ) -> tuple[Any, int | None]:
@@ -183,6 +196,8 @@ def validate_answer(
     """
     if value is None:
         return None, None
+    if _contains_nul(value) or _contains_nul(confidence):
+        raise ValidationError(f"“{question.label}” contains a NUL character, which is not allowed")
     kind = question.kind
     if item is not None and kind == Question.Kind.PREFERENCE and item.second_arm_id is None:
         raise ValidationError(f"“{question.label}” is only asked in side-by-side reads")

@@ -4,20 +4,26 @@ blinded instances with a small in-process cache.
 Blinding rules kept here (the views only render what these return):
 
 * A reader reaches a read only through its random ``alias`` and only when it is theirs, the
-  study is open and the session is available (:func:`reader_item`, otherwise ``Http404``).
+  study is open and the session is available and not finished (:func:`reader_item`,
+  otherwise ``Http404``): after finishing a session its reads, answers and images are out of
+  reach, so nothing of an earlier session can be looked at again during or after the washout.
 * Image URLs are ``/read/i/<token>/`` where ``token`` = HMAC-SHA256(SECRET_KEY, image alias
   and slice index), 128 bits, base64url: it names no instance, file, series or UID and
   cannot be derived without the server's key. Each server process keeps the map token ->
   (read, side, slice) in memory (bounded); a process that has not seen a token rebuilds the
-  entries of the requesting reader's available reads, so any process can serve any token.
+  entries of the requesting reader's readable reads, so any process can serve any token. The
+  rebuild runs at most once per reader and process every ``TOKEN_REBUILD_INTERVAL_S``
+  seconds, so unknown tokens cannot make a reader's requests re-query all their reads.
 * Pixel values are normalised per image set before blinding: the stored values become
-  ``round((v - lo) / (hi - lo) * 65535)`` (uint16, RescaleSlope 1, RescaleIntercept 0) with
-  ``v`` the modality values, ``lo = min(0, min v)`` and ``hi = max v`` over the whole series.
-  A reconstruction's own scaling (e.g. ``RescaleSlope = max / 65535`` of the engine's
-  writer, or a network's output range) therefore never reaches the reader, while grey
-  levels still compare across the slices of a series and ROI ratios (SNR, CNR) are
-  unchanged. For the engine's writer (``lo = 0``, ``hi = 65535 * slope``) the stored pixel
-  values are kept exactly. The image matrix and slice count are inherent to an image set
+  ``round(max(v, 0) / hi * 65535)`` (uint16, RescaleSlope 1, RescaleIntercept 0) with ``v``
+  the modality values and ``hi = max v`` over the whole series. Magnitude images carry no
+  meaningful negative signal; negatives (e.g. a network's undershoot) are clipped to 0, so
+  zero signal is stored as 0 in every arm: the background is equally dark whatever the
+  method, and ROI ratios (SNR, CNR) keep their zero. A reconstruction's own scaling (e.g.
+  ``RescaleSlope = max / 65535`` of the engine's writer, or a network's output range)
+  therefore never reaches the reader, while grey levels still compare across the slices of
+  a series. For the engine's writer (``hi = 65535 * slope``) the stored pixel values are
+  kept exactly. The image matrix and slice count are inherent to an image set
   (a super-resolution arm has a larger matrix) and are not hidden.
 * Slices are served in anatomical order: sorted by position along the slice normal
   (ImagePositionPatient . (row x column)), then SliceLocation, then InstanceNumber.
@@ -30,6 +36,7 @@ import hashlib
 import hmac
 import io
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +56,7 @@ from studies.models import Answer, Question, ReadingSession, ReadItem
 from studies.permissions import readable_studies
 
 TOKEN_MAP_ENTRIES = 500_000
+TOKEN_REBUILD_INTERVAL_S = 60.0
 BLINDED_CACHE_BYTES = 96 * 1024 * 1024
 NORMALISED_MAX = 65535
 
@@ -140,9 +148,14 @@ def reader_item(user, alias: str, now: datetime | None = None) -> ReadItem:
         .filter(alias=alias, reader=user, session__study__in=readable_studies(user))
         .first()
     )
-    if item is None or not item.session.is_available(now):
+    if item is None or not _reachable(item.session, now):
         raise Http404("No such read.")
     return item
+
+
+def _reachable(session: ReadingSession, now: datetime) -> bool:
+    """A reader reaches the reads of a session only while it is available and unfinished."""
+    return session.completed_at is None and session.is_available(now)
 
 
 def editable(item: ReadItem) -> bool:
@@ -187,8 +200,15 @@ def submit(item: ReadItem, user, now: datetime | None = None) -> ReadItem | None
     """Submit ``item`` (idempotent) and return the next read to show, or None.
 
     When no read of the session is left and edits after submission are not allowed, the
-    session is finished at once (its washout clock starts)."""
+    session is finished at once (its washout clock starts). A read whose images are missing
+    (no image set, or one without instances) is refused with StudyError: its answers could
+    not have been given on the images."""
     now = now or timezone.now()
+    if item.submitted_at is None and not services.read_has_images(item):
+        raise services.StudyError(
+            "the images of this read are missing; it cannot be submitted. "
+            "Please tell the study coordinator."
+        )
     services.submit_read(item, user, now=now)
     item.refresh_from_db()
     following = next_item(item)
@@ -252,8 +272,11 @@ def image_urls(item: ReadItem) -> list[list[str]]:
 
     urls = []
     entries = {}
-    for side, image_alias, arm in _image_aliases(item):
-        series = services.image_set(item.study_case, arm)
+    try:
+        found = services.read_images(item)
+    except services.StudyError:
+        found = [None] * len(_image_aliases(item))
+    for (side, image_alias, _arm), series in zip(_image_aliases(item), found, strict=True):
         count = series.instances.count() if series is not None else 0
         side_urls = []
         for index in range(count):
@@ -265,14 +288,33 @@ def image_urls(item: ReadItem) -> list[list[str]]:
     return urls
 
 
+_rebuilt_at: dict[int, float] = {}
+_rebuilt_lock = threading.Lock()
+
+
 def _register_available(user, now: datetime) -> None:
-    """Re-register the tokens of every read of ``user`` in available sessions of open
-    studies (after a cache miss, e.g. another server process rendered the page)."""
+    """Re-register the tokens of every read of ``user`` in available, unfinished sessions of
+    open studies (after a cache miss, e.g. another server process rendered the page).
+
+    At most once per reader and process every ``TOKEN_REBUILD_INTERVAL_S`` seconds (monotonic
+    clock): a burst of unknown tokens costs one rebuild, not one per request."""
+    clock = time.monotonic()
+    with _rebuilt_lock:
+        last = _rebuilt_at.get(user.pk)
+        if last is not None and clock - last < TOKEN_REBUILD_INTERVAL_S:
+            return
+        _rebuilt_at[user.pk] = clock
+        if len(_rebuilt_at) > 10_000:
+            _rebuilt_at.clear()
+            _rebuilt_at[user.pk] = clock
     items = ReadItem.objects.filter(
         reader=user,
         session__study__in=readable_studies(user),
         session__available_from__lte=now,
-    ).select_related("study_case", "arm", "second_arm", "session__study")
+        session__completed_at__isnull=True,
+    ).select_related(
+        "study_case", "arm", "second_arm", "session__study", "image_series", "second_image_series"
+    )
     for item in items:
         image_urls(item)
 
@@ -296,7 +338,7 @@ def resolve_token(user, token: str, now: datetime | None = None) -> tuple[ReadIt
         .filter(pk=item_pk, reader=user, session__study__in=readable_studies(user))
         .first()
     )
-    if item is None or not item.session.is_available(now):
+    if item is None or not _reachable(item.session, now):
         raise Http404("No such image.")
     return item, side, index, series_pk
 
@@ -324,7 +366,7 @@ def _profile(series_pk: int) -> _SeriesProfile:
         if series_pk in _profiles:
             _profiles.move_to_end(series_pk)
             return _profiles[series_pk]
-    keyed, lo, hi = [], 0.0, float("-inf")
+    keyed, hi = [], 0.0
     for inst in Instance.objects.filter(series_id=series_pk):
         with inst.file.open("rb") as fh:
             ds = pydicom.dcmread(fh, force=True)
@@ -342,9 +384,9 @@ def _profile(series_pk: int) -> _SeriesProfile:
             )
         )
         values = _modality_values(ds)
-        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+        hi = max(hi, float(values.max()))
     keyed.sort()
-    profile = _SeriesProfile(tuple(k[-1] for k in keyed), lo, hi if hi > lo else lo + 1.0)
+    profile = _SeriesProfile(tuple(k[-1] for k in keyed), 0.0, hi if hi > 0 else 1.0)
     with _profiles_lock:
         _profiles[series_pk] = profile
         while len(_profiles) > 512:
@@ -354,9 +396,10 @@ def _profile(series_pk: int) -> _SeriesProfile:
 
 def normalised_instance(instance_bytes: bytes, lo: float, hi: float) -> bytes:
     """The instance with pixel values mapped from [lo, hi] onto 0..65535 (uint16, slope 1,
-    intercept 0): see the module docstring."""
+    intercept 0), values below ``lo`` clipped to 0: see the module docstring (the reading
+    pages always pass ``lo = 0``, so negative signal is clipped and zero stays 0)."""
     ds = pydicom.dcmread(io.BytesIO(instance_bytes), force=True)
-    values = _modality_values(ds)
+    values = np.maximum(_modality_values(ds), lo)
     stored = np.round((values - lo) / (hi - lo) * NORMALISED_MAX).clip(0, NORMALISED_MAX)
     ds.PixelData = stored.astype("<u2").tobytes()
     ds["PixelData"].VR = "OW"

@@ -265,6 +265,14 @@ def finish_session(session: ReadingSession, user, now: datetime | None = None) -
         return session
     if session.items.filter(submitted_at__isnull=True).exists():
         raise StudyError("every read of the session must be submitted first")
+    incomplete = [
+        k + 1
+        for k, item in enumerate(session.items.select_related("session").order_by("order_index"))
+        if missing_required(item)
+    ]
+    if incomplete:
+        cases = ", ".join(str(k) for k in incomplete)
+        raise StudyError(f"answer every required question first (case {cases} of the session)")
     session.completed_at = now
     session.save(update_fields=["completed_at"])
     following = _next_session(session)
@@ -296,6 +304,28 @@ def release_session(
         details={"reason": session.release_reason, "reader_id": session.reader_id},
     )
     return session
+
+
+def read_images(item: ReadItem) -> list:
+    """The image-set Series of the read, left then right: those pinned when the study opened
+    (:attr:`ReadItem.image_series`), else (reads opened before pinning) the arm's current
+    reconstruction; an entry is None when no image set exists."""
+    sides = [(item.image_series_id, item.arm, "image_series")]
+    if item.second_arm_id is not None:
+        sides.append((item.second_image_series_id, item.second_arm, "second_image_series"))
+    return [
+        getattr(item, field) if pinned is not None else image_set(item.study_case, arm)
+        for pinned, arm, field in sides
+    ]
+
+
+def read_has_images(item: ReadItem) -> bool:
+    """Whether every image set of the read exists and holds at least one instance."""
+    try:
+        found = read_images(item)
+    except StudyError:
+        return False
+    return all(series is not None and series.instances.exists() for series in found)
 
 
 def _check_reader(item: ReadItem, user, now: datetime) -> None:
@@ -344,6 +374,10 @@ def save_answer(
     if question_obj is None:
         raise ValidationError(f"this read has no question “{question}”")
     value, confidence = validate_answer(question_obj, value, confidence, item=item)
+    if value is None and question_obj.required and item.submitted_at is not None:
+        raise ValidationError(
+            f"“{question_obj.label}” is required: a submitted read cannot leave it unanswered"
+        )
     if item.started_at is None:
         item.started_at = now
         item.save(update_fields=["started_at"])

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mriplatform.accounts.roles import Role, role_required
-from studies import reading
+from studies import reading, services
 from studies.questions import CONFIDENCE_MAX, CONFIDENCE_MIN, choice_label, choice_values, scale
 from studies.services import StudyError, save_answer, start_read
 
@@ -70,6 +70,7 @@ def read(request: HttpRequest, alias: str) -> HttpResponse:
         return redirect("reading:worklist")
     k, n = reading.position(item)
     urls = reading.image_urls(item)
+    images_missing = not services.read_has_images(item)
     following = reading.next_item(item)
     prefetch = [u for side in reading.image_urls(following) for u in side] if following else []
     config = {
@@ -98,6 +99,7 @@ def read(request: HttpRequest, alias: str) -> HttpResponse:
             and item.session.completed_at is None
             and not item.session.items.filter(submitted_at__isnull=True).exists(),
             "finish_url": reverse("reading:finish", args=[item.alias]),
+            "images_missing": images_missing,
         },
     )
 

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 
@@ -129,3 +130,30 @@ def test_edit_until_session_end_when_allowed(first_item):
     with pytest.raises(StudyError, match="submitted"):
         save_answer(item, "q", 3, None, reader, now=T0 + timedelta(minutes=4))
     assert Answer.objects.get().value == 2
+
+
+def test_required_answer_cannot_be_cleared_after_submit_and_finish_rechecks(first_item):
+    item, reader, _ = first_item
+    study = item.session.study
+    study.allow_edit_until_session_end = True
+    study.save()
+    Question.objects.filter(study=study, key="q").update(required=True)
+    save_answer(item, "q", 3, None, reader, now=T0)
+    submit_read(item, reader, now=T0)
+    with pytest.raises(ValidationError, match="required"):
+        save_answer(item, "q", None, None, reader, now=T0 + timedelta(minutes=1))
+    assert Answer.objects.get(read_item=item, question="q").value == 3
+    save_answer(item, "meniscal_tear", None, None, reader, now=T0)  # optional: may be cleared
+    for other in item.session.items.exclude(pk=item.pk):
+        save_answer(other, "q", 2, None, reader, now=T0)
+        submit_read(other, reader, now=T0 + timedelta(minutes=2))
+    # An answer lost another way (stored before this rule) still blocks finishing.
+    Answer.objects.filter(read_item=item, question="q").update(value=None)
+    with pytest.raises(StudyError, match="required"):
+        finish_session(item.session, reader, now=T0 + timedelta(minutes=3))
+    item.session.refresh_from_db()
+    assert item.session.completed_at is None
+    Answer.objects.filter(read_item=item, question="q").update(value=4)
+    finish_session(item.session, reader, now=T0 + timedelta(minutes=3))
+    item.session.refresh_from_db()
+    assert item.session.completed_at is not None

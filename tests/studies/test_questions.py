@@ -269,3 +269,30 @@ def test_question_locks_once_a_reference_value_exists(paired_study):
     with pytest.raises(ValidationError, match="reference"):
         tear.save()
     assert Question.objects.get(pk=tear.pk).choices == ["absent", "present"]
+
+
+@pytest.mark.parametrize("bad", ["²", "٣", "9" * 5000, "1" * 10, "+-1", " "])
+def test_whole_numbers_refuse_unicode_digits_and_huge_strings(bad):
+    """Strings that ``str.isdigit`` accepts but ``int`` cannot parse, or absurdly long ones,
+    give a ValidationError (400), never a ValueError (500)."""
+    with pytest.raises(ValidationError, match="whole number"):
+        validate_answer(q("likert", scale_min=1, scale_max=5), bad)
+    with pytest.raises(ValidationError, match="whole number"):
+        validate_answer(q("finding", choices=["absent"], with_confidence=True), "absent", bad)
+
+
+@pytest.mark.parametrize(
+    ("question", "value"),
+    [
+        (q("text"), "left\x00knee"),
+        (q("choice", choices=["a\x00", "b"]), "a\x00"),
+        (q("preference"), "equal\x00"),
+        (q("roi"), {**VIEWER_ROI, "uid": "m\x00-1"}),
+        (q("roi"), {**VIEWER_ROI, "note\x00": 1}),
+        (q("roi"), {**VIEWER_ROI, "points": [[1.0, 2.0], ["3\x00", 4.0]]}),
+    ],
+)
+def test_nul_characters_are_refused_anywhere_in_a_value(question, value):
+    """PostgreSQL jsonb cannot store U+0000: refused up front with a clear message."""
+    with pytest.raises(ValidationError, match="NUL"):
+        validate_answer(question, value)

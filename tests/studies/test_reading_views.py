@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import numpy as np
 import pydicom
@@ -230,7 +231,8 @@ def test_edit_until_session_end_then_finish_button(client, imaged_study):
     assert response.status_code == 302
     session.refresh_from_db()
     assert session.completed_at is not None
-    assert answer_all(client, items[0]).status_code == 409  # the session is over: read-only
+    # The session is over: its reads are out of reach (as any unknown read).
+    assert answer_all(client, items[0]).status_code == 404
 
 
 def test_posts_need_the_csrf_token(imaged_study):
@@ -315,3 +317,184 @@ def test_a_server_process_that_never_rendered_the_page_serves_the_images(client,
     reading._tokens.data.clear()
     client.force_login(other)
     assert client.get(config["imageIds"][0].removeprefix("wadouri:")).status_code == 404
+
+
+def _submit_session(client, session):
+    for item in session.items.order_by("order_index"):
+        assert answer_all(client, item).status_code == 200
+        assert client.post(reverse("reading:submit", args=[item.alias])).status_code == 200
+
+
+def test_reads_of_a_finished_session_are_out_of_reach(client, imaged_study):
+    """After finishing session 1 (and session 2 released), its pages, answers, submit and
+    images answer 404, even from a process that never saw its tokens."""
+    from studies import reading
+    from studies.services import release_session
+
+    study, _, _, (reader, _) = imaged_study()
+    session = first_session(study, reader)
+    client.force_login(reader)
+    item = session.items.order_by("order_index").first()
+    image_ids = client.get(reverse("reading:read", args=[item.alias])).context["config"]["imageIds"]
+    _submit_session(client, session)
+    session.refresh_from_db()
+    assert session.completed_at is not None
+    following = ReadingSession.objects.get(study=study, reader=reader, index=1)
+    release_session(following, study.coordinator, reason="test")
+    for name in ("reading:read", "reading:answers"):
+        assert client.get(reverse(name, args=[item.alias])).status_code == 404
+    assert answer_all(client, item).status_code == 404
+    assert client.post(reverse("reading:submit", args=[item.alias])).status_code == 404
+    assert client.get(image_ids[0].removeprefix("wadouri:")).status_code == 404
+    reading._tokens.data.clear()
+    reading._rebuilt_at.clear()
+    assert client.get(image_ids[0].removeprefix("wadouri:")).status_code == 404
+    assert Answer.objects.filter(read_item=item).count() == 2  # nothing stored was lost
+
+
+def test_images_come_from_the_series_pinned_when_the_study_opened(client, imaged_study):
+    """A second reconstruction of the same case and arm after opening changes nothing."""
+    study, _, _, (reader, _) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    pinned = item.image_series
+    assert pinned is not None
+    raw = Series.objects.get(case=item.study_case.case, kind="fastmri_h5")
+    raw.pk, raw.uuid = None, uuid.uuid4()  # a second raw acquisition of the same case
+    raw.save()
+    imaged_reconstruction(raw, item.arm.protocol, n_slices=5, size=40)
+    client.force_login(reader)
+    page = client.get(reverse("reading:read", args=[item.alias]))
+    assert page.status_code == 200 and b"images-missing" not in page.content
+    served = _fetch_images(client, page.context["config"]["imageIds"])
+    assert len(served) == pinned.instances.count() == 3
+    assert served[0].pixel_array.shape == (32, 32)
+    answer_all(client, item)
+    assert client.post(reverse("reading:submit", args=[item.alias])).status_code == 200
+
+
+def test_a_read_without_images_cannot_be_submitted(client, imaged_study):
+    study, _, _, (reader, _) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    item.image_series.instances.all().delete()
+    client.force_login(reader)
+    page = client.get(reverse("reading:read", args=[item.alias]))
+    assert page.status_code == 200
+    assert b'id="images-missing"' in page.content
+    assert answer_all(client, item).status_code == 200
+    response = client.post(reverse("reading:submit", args=[item.alias]))
+    assert response.status_code == 409
+    assert "images" in response.json()["error"]
+    item.refresh_from_db()
+    assert item.submitted_at is None
+
+
+def test_negative_values_are_clipped_so_zero_signal_is_black_in_every_arm(client, imaged_study):
+    """An arm whose values dip below zero (a network's undershoot) stores zero signal as 0,
+    like an arm without negatives; the rest maps [0, max] onto 0..65535."""
+    study, _, _, (reader, _) = imaged_study()
+    items = list(first_session(study, reader).items.order_by("order_index"))
+    item = next(i for i in items if i.study_case_id == items[0].study_case_id)
+    shifted = item.image_series
+    for inst in shifted.instances.all():
+        with inst.file.open("rb") as fh:
+            ds = pydicom.dcmread(fh)
+        slope = float(ds.RescaleSlope)
+        ds.RescaleIntercept = -1000 * slope  # stored 0..1000 become <= 0
+        out = io.BytesIO()
+        ds.save_as(out)
+        with inst.file.open("wb") as fh:
+            fh.write(out.getvalue())
+    client.force_login(reader)
+    config = client.get(reverse("reading:read", args=[item.alias])).context["config"]
+    served = _fetch_images(client, config["imageIds"])
+    sources = [pydicom.dcmread(i.file.open("rb")) for i in shifted.instances.all()]
+    values = [s.pixel_array * float(s.RescaleSlope) + float(s.RescaleIntercept) for s in sources]
+    assert min(float(v.min()) for v in values) < 0
+    peak = max(float(v.max()) for v in values)
+    served_sorted = sorted(served, key=lambda d: float(d.pixel_array.sum()))
+    expected_sorted = sorted(
+        (np.round(np.maximum(v, 0) / peak * 65535) for v in values), key=lambda a: a.sum()
+    )
+    for ds, expected in zip(served_sorted, expected_sorted, strict=True):
+        np.testing.assert_array_equal(ds.pixel_array, expected)
+    for ds, v in zip(
+        served_sorted, sorted(values, key=lambda a: np.maximum(a, 0).sum()), strict=True
+    ):
+        assert (ds.pixel_array[v <= 0] == 0).all()
+
+
+def test_required_answers_cannot_be_cleared_after_submit_and_block_finishing(client, imaged_study):
+    study, _, _, (reader, _) = imaged_study(allow_edit_until_session_end=True)
+    session = first_session(study, reader)
+    client.force_login(reader)
+    _submit_session(client, session)
+    item = session.items.order_by("order_index").first()
+    cleared = client.post(
+        reverse("reading:answers", args=[item.alias]),
+        json.dumps({"answers": [{"question": "quality", "value": None}]}),
+        content_type="application/json",
+    )
+    assert cleared.status_code == 400 and "required" in cleared.json()["error"]
+    assert Answer.objects.get(read_item=item, question="quality").value == 4
+    # The optional ROI can still be cleared.
+    optional = client.post(
+        reverse("reading:answers", args=[item.alias]),
+        json.dumps({"answers": [{"question": "snr_roi", "value": None}]}),
+        content_type="application/json",
+    )
+    assert optional.status_code == 200
+    # A required answer missing on a submitted read (e.g. stored before this rule) blocks
+    # finishing the session.
+    Answer.objects.filter(read_item=item, question="quality").update(value=None)
+    response = client.post(reverse("reading:finish", args=[item.alias]))
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.completed_at is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"question": "effusion", "value": "pres\u0000ent", "confidence": 3},
+        {"question": "effusion", "value": "present", "confidence": "3\u0000"},
+        {
+            "question": "snr_roi",
+            "value": {"shape": "ellipse", "mean": 1, "sd": 1, "pixel_count": 4, "uid": "a\u0000"},
+        },
+        {"question": "quality", "value": "²"},
+        {"question": "quality", "value": "9" * 5000},
+        {"question": "effusion", "value": "present", "confidence": "1" * 5000},
+    ],
+)
+def test_nul_characters_and_odd_digits_are_refused_with_400(client, imaged_study, answer):
+    study, _, _, (reader, _) = imaged_study()
+    item = first_session(study, reader).items.order_by("order_index").first()
+    client.force_login(reader)
+    response = client.post(
+        reverse("reading:answers", args=[item.alias]),
+        json.dumps({"answers": [answer]}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert not Answer.objects.filter(read_item=item).exists()
+
+
+def test_unknown_tokens_cost_a_bounded_number_of_queries(
+    client, imaged_study, django_assert_max_num_queries
+):
+    """Random tokens trigger at most one rebuild of the reader's token map per interval."""
+    import secrets
+
+    from studies import reading
+
+    study, _, _, (reader, _) = imaged_study()
+    client.force_login(reader)
+    client.get(reverse("reading:worklist"))
+    reading._tokens.data.clear()
+    reading._rebuilt_at.clear()
+    tokens = [secrets.token_urlsafe(16) for _ in range(50)]
+    # A few per request (session, user) plus one rebuild of the map, not one per token.
+    with django_assert_max_num_queries(50 * 3 + 20):
+        for token in tokens:
+            assert client.get(reverse("reading:image", args=[token])).status_code == 404
