@@ -54,6 +54,7 @@ ANALYSES: dict[str, str] = {
     "accuracy": "Diagnostic accuracy and MRMC ROC analysis",
     "image_quality": "SNR and CNR from regions of interest",
     "bland_altman": "Bland-Altman agreement of measurements",
+    "preference": "Side-by-side preference between arms",
     "scan_time": "Scan-time reduction",
 }
 
@@ -172,10 +173,17 @@ def load_reads(source: str | Path | io.IOBase) -> pd.DataFrame:
 
 def single_arm_reads(df: pd.DataFrame) -> pd.DataFrame:
     """Reads of one arm at a time: side-by-side (paired) reads only carry preferences,
-    which none of the analyses here use."""
+    which only the preference analysis uses (:func:`paired_reads`)."""
     if "second_modality_id" not in df.columns:
         return df
     return df[df["second_modality_id"].isna()]
+
+
+def paired_reads(df: pd.DataFrame) -> pd.DataFrame:
+    """Side-by-side reads (two arms shown together); empty without ``second_modality_id``."""
+    if "second_modality_id" not in df.columns:
+        return df.iloc[0:0]
+    return df[df["second_modality_id"].notna()]
 
 
 def _first_reads(df: pd.DataFrame) -> pd.DataFrame:
@@ -644,6 +652,42 @@ def image_quality_table(df: pd.DataFrame, params: dict[str, Any]) -> pd.DataFram
     return pd.DataFrame(rows, columns=[*read_key, "sigma_method", "measure", "name", "value"])
 
 
+def paired_case_comparison(
+    table: pd.DataFrame, reference: str, new: str, alpha: float
+) -> dict[str, Any]:
+    """Between-arm comparison of one SNR / CNR: per case the mean over readers' reads, then
+    a two-sided Wilcoxon signed-rank test of ``new - reference`` over cases with both arms
+    (cases are the independent units; readers' values of a case are averaged first)."""
+    from scipy import stats
+
+    per_case = table.pivot_table(
+        index="case_id", columns="modality_id", values="value", aggfunc="mean"
+    )
+    if reference not in per_case.columns or new not in per_case.columns:
+        raise sa.AnalysisError(f"no case has {reference!r} and {new!r} values")
+    pairs = per_case[[reference, new]].dropna()
+    d = (pairs[new] - pairs[reference]).to_numpy(dtype=float)
+    if d.size < 3:
+        raise sa.AnalysisError(f"the paired comparison needs at least 3 cases, got {d.size}")
+    test = stats.wilcoxon(d, alternative="two-sided", zero_method="wilcox")
+    walsh = (d[:, None] + d[None, :])[np.triu_indices(d.size)] / 2
+    return {
+        "n_cases": int(d.size),
+        "median_reference": float(np.median(pairs[reference])),
+        "median_new": float(np.median(pairs[new])),
+        "median_difference": float(np.median(d)),
+        "hodges_lehmann": float(np.median(walsh)),
+        "statistic": float(test.statistic),
+        "p_value": float(test.pvalue),
+        "alpha": alpha,
+        "method": (
+            f"{new} vs {reference}: per-case mean over readers, two-sided Wilcoxon "
+            "signed-rank test over cases (scipy.stats.wilcoxon, zero differences dropped); "
+            "Hodges-Lehmann estimate of the shift"
+        ),
+    }
+
+
 def _image_quality(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     section = _section("image_quality")
     questions = _questions(_first_reads(df), ("roi",))
@@ -672,7 +716,10 @@ def _image_quality(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
             "q1": float(np.quantile(v, 0.25)),
             "q3": float(np.quantile(v, 0.75)),
             "method": (
-                f"{measure} per read from ROI summaries; background method, "
+                f"{measure} per read from the viewer's ROI summaries (mean, SD; the "
+                "pixel-level studies.analysis snr / cnr need ROI pixels, which reads do not "
+                "store, so their background formula is applied to the summaries); background "
+                "method, "
                 f"{params['n_coils']}-coil magnitude correction: sigma = "
                 + " or ".join(sorted(g["sigma_method"].unique()))
             ),
@@ -688,37 +735,39 @@ def _image_quality(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
                 "result": jsonable(summary),
             }
         )
+    ref = _reference(df, params)
+    if ref is not None:
+        for (measure, name), g in table.groupby(["measure", "name"], sort=True):
+            for mod in _modalities(g):
+                if mod == ref:
+                    continue
+                _try(
+                    section,
+                    f"{measure}/{name}/{mod}-vs-{ref}",
+                    lambda g=g, m=mod: paired_case_comparison(g, ref, m, params["alpha"]),
+                    measure=measure,
+                    name=name,
+                    modality=mod,
+                    reference=ref,
+                    comparison=True,
+                )
     return section
 
 
-def bland_altman(new: np.ndarray, ref: np.ndarray, alpha: float) -> dict[str, Any]:
-    """Bias (mean of new - reference), its t CI, SD and 95 % limits of agreement."""
-    from scipy import stats
-
-    d = np.asarray(new, dtype=float) - np.asarray(ref, dtype=float)
-    n = d.size
-    if n < 3:
-        raise sa.AnalysisError(f"Bland-Altman needs at least 3 pairs, got {n}")
-    bias, sd = float(d.mean()), float(d.std(ddof=1))
-    half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n))
-    return {
-        "n": n,
-        "bias": bias,
-        "bias_ci": [bias - half, bias + half],
-        "sd": sd,
-        "loa": [bias - 1.96 * sd, bias + 1.96 * sd],
-        "method": (
-            "Bland-Altman: differences new - reference over reader-case pairs; bias CI by t "
-            f"with n-1 df ({100 * (1 - alpha):g}%); limits of agreement bias +/- 1.96 SD"
-        ),
-    }
+def _measurements(q: pd.DataFrame) -> pd.DataFrame:
+    """Tidy measurement reads (first and repeat reads: ``read_index`` kept)."""
+    extra = ["read_index"] if "read_index" in q.columns else []
+    reads = _reads_frame(q, _numeric_value(q), extra)
+    if extra:
+        reads["read_index"] = reads["read_index"].fillna(1)
+    return reads
 
 
 def _measurement_pairs(q: pd.DataFrame, ref: str, new: str) -> pd.DataFrame:
-    reads = _reads_frame(q, _numeric_value(q))
-    wide = reads.pivot_table(
-        index=["reader_id", "case_id"], columns="modality_id", values="value", aggfunc="first"
-    )
+    """(reader, case[, read]) rows with the ``ref`` and ``new`` measurement side by side."""
+    reads = _measurements(q)
+    index = ["reader_id", "case_id"] + (["read_index"] if "read_index" in reads.columns else [])
+    wide = reads.pivot_table(index=index, columns="modality_id", values="value", aggfunc="mean")
     if ref not in wide.columns or new not in wide.columns:
         return pd.DataFrame(columns=[ref, new])
     return wide[[ref, new]].dropna()
@@ -729,21 +778,20 @@ def _bland_altman(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     ref = _reference(df, params)
     if ref is None:
         return _skip(section, "no reference arm among the arms read")
-    first = _first_reads(df)
-    questions = _questions(first, ("number",))
+    questions = _questions(df, ("number",))
     if not questions:
         return _skip(section, "no measurement (number) questions were answered")
     for key, meta in questions:
-        q = first[first["question"] == key]
+        q = df[df["question"] == key]
+        reads = _measurements(q)
         for new in _modalities(q):
             if new == ref:
                 continue
-            pairs = _measurement_pairs(q, ref, new)
             _try(
                 section,
                 f"{key}/{new}",
-                lambda p=pairs, n=new: bland_altman(
-                    p[n].to_numpy(), p[ref].to_numpy(), params["alpha"]
+                lambda r=reads, n=new: sa.bland_altman(
+                    r, reference=ref, new=n, alpha=params["alpha"]
                 ),
                 question=key,
                 label=meta["label"],
@@ -752,6 +800,52 @@ def _bland_altman(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
             )
     if not section["items"]:
         return _skip(section, "no measurement was made under the reference and another arm")
+    return section
+
+
+PREFERENCE_CODES = {"left": 1.0, "right": -1.0, "equal": 0.0}
+
+
+def _preference_value(q: pd.DataFrame) -> pd.Series:
+    """+1 left, -1 right, 0 equal: the export's ``value_numeric``, else coded from ``value``
+    (anything else becomes NaN, which the library refuses with a message)."""
+    if "value_numeric" in q.columns and q["value_numeric"].notna().all():
+        return q["value_numeric"].astype(float)
+    return q["value"].astype(str).str.strip().str.lower().map(PREFERENCE_CODES)
+
+
+def _preference(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """Side-by-side preference per question and pair of arms (A = the reference arm when it
+    is one of the two, otherwise the alphabetically first)."""
+    section = _section("preference")
+    paired = paired_reads(df)
+    paired = paired[_kind(paired) == "preference"] if len(paired) else paired
+    if paired.empty:
+        return _skip(section, "no side-by-side preference reads were made")
+    ref = _reference(df, params)
+    for key, meta in _questions(paired, ("preference",)):
+        q = paired[paired["question"] == key]
+        reads = q[["reader_id", "case_id", "patient_id", "modality_id", "second_modality_id"]]
+        reads = reads.assign(value=_preference_value(q).to_numpy())
+        arm_pairs = {
+            tuple(sorted((str(a), str(b))))
+            for a, b in zip(reads["modality_id"], reads["second_modality_id"], strict=True)
+        }
+        for pair in sorted(arm_pairs):
+            arm_a, arm_b = (pair[1], pair[0]) if pair[1] == ref else pair
+            _try(
+                section,
+                f"{key}/{arm_a}-vs-{arm_b}",
+                lambda r=reads, a=arm_a, b=arm_b: sa.preference_analysis(
+                    r, a, b, alpha=params["alpha"], n_boot=params["n_boot"], seed=params["seed"]
+                ),
+                question=key,
+                label=meta["label"],
+                arm_a=arm_a,
+                arm_b=arm_b,
+            )
+    if not section["items"]:
+        return _skip(section, "no side-by-side preference could be analysed")
     return section
 
 
@@ -784,8 +878,12 @@ RUNNERS: dict[str, Callable[[pd.DataFrame, dict[str, Any]], dict[str, Any]]] = {
     "accuracy": _accuracy,
     "image_quality": _image_quality,
     "bland_altman": _bland_altman,
+    "preference": _preference,
     "scan_time": _scan_time,
 }
+
+
+PAIRED_ANALYSES = {"preference"}
 
 
 def compute_results(
@@ -797,6 +895,7 @@ def compute_results(
     individual comparisons that the library refuses are listed under ``skipped``.
     """
     params = normalise_parameters(params)
+    all_reads = reads
     reads = single_arm_reads(reads)
     if reads.empty:
         raise ReportError("the study has no submitted reads to analyse")
@@ -805,7 +904,7 @@ def compute_results(
     for i, name in enumerate(chosen):
         if progress:
             progress(i / len(chosen), f"Running: {ANALYSES[name]}")
-        sections[name] = RUNNERS[name](reads, params)
+        sections[name] = RUNNERS[name](all_reads if name in PAIRED_ANALYSES else reads, params)
     first = _first_reads(reads)
     summary = {
         "n_rows": int(len(reads)),
@@ -1057,10 +1156,9 @@ def _fig_image_quality(section: dict[str, Any], reads: pd.DataFrame, params) -> 
 
 def _fig_bland_altman(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict]:
     plt = _plt()
-    first = _first_reads(reads)
     figures = []
     for item in section["items"]:
-        q = first[first["question"] == item["question"]]
+        q = reads[reads["question"] == item["question"]]
         pairs = _measurement_pairs(q, item["reference"], item["modality"])
         new = pairs[item["modality"]].to_numpy(dtype=float)
         ref = pairs[item["reference"]].to_numpy(dtype=float)
@@ -1068,13 +1166,39 @@ def _fig_bland_altman(section: dict[str, Any], reads: pd.DataFrame, params) -> l
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         ax.scatter((new + ref) / 2, new - ref, s=14, color="#1f4e9c")
         ax.axhline(r["bias"], color="#1f4e9c", label=f"bias {r['bias']:.3g}")
-        for limit in r["loa"]:
+        for limit, ci in zip(r["loa"], (r["loa_lower_ci"], r["loa_upper_ci"]), strict=True):
             ax.axhline(limit, color="#b42318", ls="--", lw=1)
+            ax.axhspan(ci[0], ci[1], color="#b42318", alpha=0.08, lw=0)
         ax.set_xlabel("mean of the two arms")
         ax.set_ylabel(f"{item['modality']} - {item['reference']}")
         ax.set_title(f"Bland-Altman: {item['label']}")
         ax.legend(loc="best", frameon=False)
         figures.append({"title": f"Bland-Altman: {item['label']}", "src": _svg(fig)})
+    return figures
+
+
+def _fig_preference(section: dict[str, Any], reads, params) -> list[dict]:
+    """Stacked bars per reader (and pooled): share preferring A, equal, preferring B."""
+    plt = _plt()
+    figures = []
+    for item in section["items"]:
+        r = item["result"]
+        rows = [*r["per_reader"], {"reader_id": "all", **r}]
+        names = [str(row["reader_id"]) for row in rows]
+        a = np.array([row["proportion_a"] for row in rows], dtype=float)
+        e = np.array([row["proportion_equal"] for row in rows], dtype=float)
+        b = np.array([row["proportion_b"] for row in rows], dtype=float)
+        fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.35 * len(rows)))
+        ax.barh(names, a, color="#1f4e9c", label=f"prefers {item['arm_a']}")
+        ax.barh(names, e, left=a, color="#b8c2cc", label="equal")
+        ax.barh(names, b, left=a + e, color="#b42318", label=f"prefers {item['arm_b']}")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("proportion of side-by-side reads")
+        ax.invert_yaxis()
+        ax.legend(loc="lower right", frameon=False, fontsize=7)
+        title = f"Preference: {item['label']} ({item['arm_a']} vs {item['arm_b']})"
+        ax.set_title(title)
+        figures.append({"title": title, "src": _svg(fig)})
     return figures
 
 
@@ -1086,17 +1210,19 @@ FIGURES = {
     "accuracy": _fig_accuracy,
     "image_quality": _fig_image_quality,
     "bland_altman": _fig_bland_altman,
+    "preference": _fig_preference,
 }
 
 
 def make_figures(reads: pd.DataFrame, results: dict[str, Any]) -> dict[str, list[dict]]:
     """{analysis: [{title, src (SVG data URI)}]} for every analysis that was run."""
     params = results["parameters"]
-    reads = single_arm_reads(reads)
+    single = single_arm_reads(reads)
     out: dict[str, list[dict]] = {}
     for name, section in results["analyses"].items():
         if section["status"] == "done" and name in FIGURES:
-            out[name] = FIGURES[name](section, reads, params)
+            source = reads if name in PAIRED_ANALYSES else single
+            out[name] = FIGURES[name](section, source, params)
     return out
 
 
@@ -1221,14 +1347,27 @@ def _tables_accuracy(items: list[dict]) -> list[dict[str, Any]]:
 
 def _tables_image_quality(items: list[dict]) -> list[dict[str, Any]]:
     rows = []
+    compared = []
     for i in items:
         r = i["result"]
+        if i.get("comparison"):
+            compared.append(
+                [i["measure"], i["name"], f"{i['modality']} vs {i['reference']}"]
+                + [_f(r["n_cases"]), _f(r["median_new"]), _f(r["median_reference"])]
+                + [_f(r["hodges_lehmann"]), _f(r["p_value"])]
+            )
+            continue
         rows.append(
             [i["measure"], i["name"], i["modality"], _f(r["n"]), _f(r["median"])]
             + [_range([r["q1"], r["q3"]]), _f(r["mean"]), "; ".join(r["warnings"])]
         )
     headers = ["Measure", "ROI", "Arm", "n", "Median", "IQR", "Mean", "Note"]
-    return [_table("SNR / CNR per arm", headers, rows)]
+    tables = [_table("SNR / CNR per arm", headers, rows)]
+    if compared:
+        headers = ["Measure", "ROI", "Comparison", "Cases", "Median", "Median ref."]
+        headers += ["HL shift", "Wilcoxon p"]
+        tables.append(_table("SNR / CNR between arms (per-case means)", headers, compared))
+    return tables
 
 
 def _tables_bland_altman(items: list[dict]) -> list[dict[str, Any]]:
@@ -1236,11 +1375,29 @@ def _tables_bland_altman(items: list[dict]) -> list[dict[str, Any]]:
     for i in items:
         r = i["result"]
         rows.append(
-            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["n"]), _f(r["bias"])]
-            + [_range(r["bias_ci"]), _range(r["loa"])]
+            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["n_pairs"])]
+            + [_f(r["n_cases"]), _f(r["bias"]), _range(r["bias_ci"]), _range(r["loa"])]
+            + [_range(r["loa_lower_ci"]), _range(r["loa_upper_ci"])]
         )
-    headers = ["Measurement", "Comparison", "n", "Bias", "Bias 95% CI", "Limits of agreement"]
+    headers = ["Measurement", "Comparison", "Pairs", "Cases", "Bias", "Bias CI", "LoA"]
+    headers += ["Lower LoA CI", "Upper LoA CI"]
     return [_table("Bland-Altman agreement of measurements", headers, rows)]
+
+
+def _tables_preference(items: list[dict]) -> list[dict[str, Any]]:
+    rows = []
+    for i in items:
+        r = i["result"]
+        for row in [*r["per_reader"], {"reader_id": "all readers", **r}]:
+            rows.append(
+                [i["label"], f"{i['arm_a']} vs {i['arm_b']}", str(row["reader_id"])]
+                + [_f(row["prefer_a"]), _f(row["equal"]), _f(row["prefer_b"])]
+                + [_f(row["p_a_among_decided"]), _f(row["p_value"])]
+            )
+        rows[-1][6] += f" ({_range(r['pooled_ci'])})"
+    headers = ["Question", "A vs B", "Reader", "Prefer A", "Equal", "Prefer B"]
+    headers += ["A among decided (CI)", "Sign test p"]
+    return [_table("Side-by-side preference", headers, rows)]
 
 
 def _tables_scan_time(items: list[dict]) -> list[dict[str, Any]]:
@@ -1263,6 +1420,7 @@ TABLES: dict[str, Callable[[list[dict]], list[dict[str, Any]]]] = {
     "accuracy": _tables_accuracy,
     "image_quality": _tables_image_quality,
     "bland_altman": _tables_bland_altman,
+    "preference": _tables_preference,
     "scan_time": _tables_scan_time,
 }
 

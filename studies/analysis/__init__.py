@@ -20,6 +20,7 @@ from .agreement import (
     icc,
     intra_reader_agreement,
 )
+from .bland_altman import BlandAltmanResult, bland_altman
 from .image_quality import (
     ScanTimeResult,
     SNRResult,
@@ -35,12 +36,14 @@ from .image_quality import (
 from .interchangeability import InterchangeabilityResult, interchangeability
 from .likert import LikertResult, likert_comparison, rank_biserial
 from .mrmc import MRMCResult, mrmc_or
+from .preference import PreferenceResult, preference_analysis, preference_scores
 from .tidy import READ_COLUMNS, ratings_matrix, require_columns, validate_reads
 
 __all__ = [
     "READ_COLUMNS",
     "AccuracyResult",
     "AnalysisError",
+    "BlandAltmanResult",
     "Estimate",
     "FleissKappaResult",
     "InterchangeabilityResult",
@@ -48,10 +51,12 @@ __all__ = [
     "KappaResult",
     "LikertResult",
     "MRMCResult",
+    "PreferenceResult",
     "Result",
     "SNRResult",
     "ScanTimeResult",
     "acquisition_time",
+    "bland_altman",
     "cnr",
     "cohen_kappa",
     "cohen_kappa_table",
@@ -68,6 +73,8 @@ __all__ = [
     "mcnemar",
     "mrmc_or",
     "noise_sigma",
+    "preference_analysis",
+    "preference_scores",
     "pseudo_replica_sigma",
     "rank_biserial",
     "ratings_matrix",

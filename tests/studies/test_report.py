@@ -27,7 +27,8 @@ PARAMS = {"reference": "A", "n_boot": 300, "seed": 7, "scan_times_s": SCAN_TIMES
 def simulated_reads(n_patients=12, readers=("R1", "R2", "R3"), arms=("A", "B", "C"), seed=1):
     """A tidy reads table in the layout of studies.export.tidy_reads: per (reader, case,
     arm) a Likert score, a present/absent finding with confidence and truth, a thickness
-    measurement and three ROIs (two tissues and background); cases 0-3 are read twice."""
+    measurement and three ROIs (two tissues and background); cases 0-3 are read twice. Each
+    reader also compares A with C side by side (left / right alternating, C preferred)."""
     rng = np.random.default_rng(seed)
     truth = {p: int(rng.random() < 0.5) for p in range(n_patients)}
     shift = {"A": 0.0, "B": -0.3, "C": -0.8}
@@ -115,6 +116,36 @@ def simulated_reads(n_patients=12, readers=("R1", "R2", "R3"), arms=("A", "B", "
                                 "value_numeric": mean,
                             }
                         )
+    pref_codes = {"left": 1.0, "right": -1.0, "equal": 0.0}
+    for p in range(n_patients):
+        for reader in readers:
+            left, right = ("A", "C") if p % 2 else ("C", "A")
+            draw = rng.random()
+            choice = "equal" if draw < 0.2 else ("C" if draw < 0.75 else "A")
+            value = "equal" if choice == "equal" else ("left" if choice == left else "right")
+            rows.append(
+                {
+                    **base,
+                    "reader_id": reader,
+                    "case_id": str(100 + p),
+                    "patient_id": f"P{p:02d}",
+                    "modality_id": left,
+                    "arm_protocol": f"protocol {left} v1",
+                    "second_modality_id": right,
+                    "session": 1,
+                    "read_index": 1,
+                    "read_kind": "first",
+                    "confidence": None,
+                    "truth": None,
+                    "truth_numeric": None,
+                    "question": "preferred",
+                    "question_kind": "preference",
+                    "criterion": "overall preference",
+                    "structure": "",
+                    "value": value,
+                    "value_numeric": pref_codes[value],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -238,18 +269,48 @@ def test_snr_cnr_bland_altman_and_scan_time(reads, results):
     assert summary["median"] == pytest.approx(float(np.median(values)))
     assert summary["n"] == 36
 
-    m = first(reads, "thickness").pivot_table(
-        index=["reader_id", "case_id"], columns="modality_id", values="value_numeric"
+    snr_reads = table[(table["measure"] == "SNR") & (table["name"] == "cartilage")]
+    per_case = snr_reads.pivot_table(index="case_id", columns="modality_id", values="value")
+    from scipy import stats
+
+    direct = stats.wilcoxon(per_case["C"] - per_case["A"])
+    comparison = item(results, "image_quality", "SNR/cartilage/C-vs-A")["result"]
+    assert comparison["p_value"] == pytest.approx(direct.pvalue)
+    assert comparison["n_cases"] == 12
+    assert comparison["median_difference"] < 0  # noise 8 in C vs 5 in A
+
+    thickness = reads[reads["question"] == "thickness"]
+    tidy = thickness[["reader_id", "case_id", "patient_id", "modality_id", "read_index"]].assign(
+        value=thickness["value_numeric"]
     )
-    d = m["C"] - m["A"]
     ba = item(results, "bland_altman", "thickness/C")["result"]
-    assert ba["bias"] == pytest.approx(d.mean())
-    assert ba["loa"][1] == pytest.approx(d.mean() + 1.96 * d.std(ddof=1))
-    assert ba["n"] == 36
+    assert ba == sa.bland_altman(tidy, reference="A", new="C").to_dict()
+    assert ba["n_pairs"] == 36 + 4 * 3 and ba["n_cases"] == 12
+    m = thickness.pivot_table(
+        index=["reader_id", "case_id", "read_index"], columns="modality_id", values="value_numeric"
+    )
+    assert ba["bias"] == pytest.approx((m["C"] - m["A"]).mean())
 
     st = item(results, "scan_time", "B")["result"]
     assert st == sa.scan_time_reduction(300.0, 150.0).to_dict()
     assert st["reduction_percent"] == pytest.approx(50.0)
+
+
+def test_preference_equals_direct_call_and_single_arm_analyses_ignore_it(reads, results):
+    paired = reads[reads["second_modality_id"].notna()]
+    cols = ["reader_id", "case_id", "patient_id", "modality_id", "second_modality_id"]
+    direct = sa.preference_analysis(
+        paired[cols].assign(value=paired["value_numeric"]), "A", "C", n_boot=300, seed=7
+    )
+    pref = item(results, "preference", "preferred/A-vs-C")
+    assert pref["result"] == direct.to_dict()
+    assert pref["arm_a"] == "A"  # the reference arm is A
+    assert pref["result"]["prefer_b"] > pref["result"]["prefer_a"]
+    assert results["summary"]["n_rows"] == len(reads) - len(paired)
+    coded_from_text = report.compute_results(
+        reads.assign(value_numeric=np.nan), {**PARAMS, "analyses": ["preference"]}
+    )
+    assert item(coded_from_text, "preference", "preferred/A-vs-C")["result"] == direct.to_dict()
 
 
 def test_absent_data_are_skipped_with_a_reason(reads):
@@ -261,6 +322,7 @@ def test_absent_data_are_skipped_with_a_reason(reads):
     assert "reference standard" in sections["accuracy"]["reason"]
     assert sections["image_quality"]["status"] == "skipped"
     assert sections["bland_altman"]["status"] == "skipped"
+    assert sections["preference"]["reason"] == "no side-by-side preference reads were made"
     assert sections["scan_time"]["reason"] == "the reference arm's acquisition time is unknown"
     no_ref = report.compute_results(likert_only, {**PARAMS, "reference": None})
     assert no_ref["analyses"]["likert"]["reason"] == "no reference arm among the arms read"
