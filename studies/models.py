@@ -46,6 +46,13 @@ class Study(models.Model):
         default=0.0, help_text="Fraction of (case, arm) reads repeated for intra-reader agreement."
     )
     repeat_washout_days = models.PositiveIntegerField(default=28)
+    window_presets = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Window presets per sequence type (PD, PD-FS, T1, T2): "
+        '{"PD": [{"name": "Cartilage", "width": 1800, "center": 1200}, ...]} in the '
+        "display units of the blinded images; types left out use the defaults.",
+    )
     reference_arm = models.ForeignKey(
         "Arm",
         null=True,
@@ -215,6 +222,34 @@ class ReadItem(models.Model):
 
     def __str__(self) -> str:
         return f"read {self.alias}"
+
+
+class ImageSet(models.Model):
+    """The blinded images of one side of one read, as its reader receives them.
+
+    ``token`` (HMAC of the image alias, :func:`studies.reading.image_token`) is the only name
+    the reader sees; the database resolves it in every web process. ``blob`` holds the
+    blinded display instances in anatomical order as one ``multipart/related`` body
+    (``parts``: [start, end) byte offsets of each instance in it), built once for the pinned
+    series ``series`` with content ``digest`` and served as stored."""
+
+    read_item = models.ForeignKey(ReadItem, on_delete=models.CASCADE, related_name="image_sets")
+    side = models.PositiveSmallIntegerField(help_text="0 the left/only image set, 1 the right.")
+    token = models.CharField(max_length=32, unique=True)
+    series = models.ForeignKey("cases.Series", on_delete=models.PROTECT, related_name="+")
+    digest = models.CharField(max_length=64, blank=True)
+    blob = models.FileField(upload_to="blinded/", max_length=300, blank=True)
+    boundary = models.CharField(max_length=70, blank=True)
+    parts = models.JSONField(default=list, blank=True)
+    built_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["read_item", "side"], name="unique_image_set_side")
+        ]
+
+    def __str__(self) -> str:
+        return f"image set {self.side} of {self.read_item}"
 
 
 class Answer(models.Model):
@@ -395,7 +430,7 @@ class AnalysisRun(models.Model):
 
     ``parameters`` holds exactly what the analysis used (chosen analyses, reference arm,
     margins, bootstrap count, seed) so the bundle can reproduce it; ``result`` the numbers
-    (every result's ``to_dict()``); report files live under ``output_dir`` in MEDIA_ROOT.
+    (every result's ``to_dict()``); report files live under ``output_dir`` of the default storage.
     """
 
     class Status(models.TextChoices):
