@@ -225,23 +225,14 @@ class ReadItem(models.Model):
 
 
 class ImageSet(models.Model):
-    """The blinded images of one side of one read, as its reader receives them.
-
-    ``token`` (HMAC of the image alias, :func:`studies.reading.image_token`) is the only name
-    the reader sees; the database resolves it in every web process. ``blob`` holds the
-    blinded display instances in anatomical order as one ``multipart/related`` body
-    (``parts``: [start, end) byte offsets of each instance in it), built once for the pinned
-    series ``series`` with content ``digest`` and served as stored."""
+    """One side of one read as its reader receives it: ``token`` (HMAC of the image alias,
+    :func:`studies.reading.image_token`) is the only name the reader sees, and the database
+    resolves it in every web process. ``series`` is the image set shown (pinned)."""
 
     read_item = models.ForeignKey(ReadItem, on_delete=models.CASCADE, related_name="image_sets")
     side = models.PositiveSmallIntegerField(help_text="0 the left/only image set, 1 the right.")
     token = models.CharField(max_length=32, unique=True)
     series = models.ForeignKey("cases.Series", on_delete=models.PROTECT, related_name="+")
-    digest = models.CharField(max_length=64, blank=True)
-    blob = models.FileField(upload_to="blinded/", max_length=300, blank=True)
-    boundary = models.CharField(max_length=70, blank=True)
-    parts = models.JSONField(default=list, blank=True)
-    built_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -250,6 +241,31 @@ class ImageSet(models.Model):
 
     def __str__(self) -> str:
         return f"image set {self.side} of {self.read_item}"
+
+
+class BlindedSeries(models.Model):
+    """The blinded, display-normalised instances of one image series, built once.
+
+    ``blob`` is one ``multipart/related`` body (``boundary``) of the instances in anatomical
+    order, written with placeholder UIDs; ``parts`` lists per instance its [start, end) byte
+    range in the blob and the offsets of each placeholder UID, so serving a reader only
+    writes the reader's own UIDs into those offsets. ``digest`` names the source content and
+    the blinding version: a different digest means rebuild."""
+
+    series = models.OneToOneField(
+        "cases.Series", on_delete=models.CASCADE, related_name="blinded_display"
+    )
+    digest = models.CharField(max_length=64)
+    blob = models.FileField(upload_to="blinded/", max_length=300)
+    boundary = models.CharField(max_length=70)
+    parts = models.JSONField(default=list)
+    built_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "blinded series"
+
+    def __str__(self) -> str:
+        return f"blinded display of series {self.series_id}"
 
 
 class Answer(models.Model):
