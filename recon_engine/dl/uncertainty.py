@@ -6,6 +6,13 @@ import torch
 
 from recon_engine.fft import ifftc, rss
 
+# What methods with hard data consistency record instead of a residual map.
+DC_RESIDUAL_ZERO_BY_CONSTRUCTION = (
+    "no dc_residual map: it is zero by construction. The method puts every measured k-space "
+    "sample back unchanged, so the data-consistency residual F^H M (k_pred - y) is "
+    "identically 0 and says nothing about errors in the lines it filled in."
+)
+
 
 def dc_residual_map(
     coil_kspace_pred: torch.Tensor, measured: torch.Tensor, mask: torch.Tensor

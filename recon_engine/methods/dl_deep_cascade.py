@@ -8,7 +8,7 @@ import torch
 
 from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.cascade import DeepCascade, acs_maps
-from recon_engine.dl.uncertainty import dc_residual_map
+from recon_engine.dl.uncertainty import DC_RESIDUAL_ZERO_BY_CONSTRUCTION
 from recon_engine.dl.weights import load_state_dict
 from recon_engine.espirit import SENSITIVITY_PARAMS, sensitivities_for
 from recon_engine.methods.zero_filled import check_input
@@ -27,7 +27,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     """Reconstruct slice batches with the trained deep cascade. Coil sensitivities: the
     input's when given (e.g. a prescan), otherwise estimated from the ACS
     (``params["sensitivities"]``: the unthresholded ACS maps it was trained with, or
-    ESPIRiT)."""
+    ESPIRiT). No ``dc_residual`` map: hard data consistency makes it identically zero."""
     check_input(data)
     k = data.kspace
     timer = Timer(data.device)
@@ -52,18 +52,23 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         except (TypeError, RuntimeError) as exc:
             raise ReconError(f"weights do not fit the deep cascade: {exc}") from None
         model.to(data.device).eval()
-    images, residuals = [], []
+    images = []
     batch = params["batch_size"]
     with torch.inference_mode():
         for b0, b1, kb, mb in slice_batches(data, batch, timer):
             sb = sens[b0:b1]
             with timer("network"):
-                image, kpred = model(kb * mb, mb, sb)
+                image, _ = model(kb * mb, mb, sb)
             images.append(image.cpu())
-            with timer("dc_residual"):
-                residuals.append(dc_residual_map(kpred, kb * mb, mb).cpu())
-    maps = {"dc_residual": residuals}
-    return network_output(images, maps, timer, params["model"], card, **sens_info)
+    return network_output(
+        images,
+        {},
+        timer,
+        params["model"],
+        card,
+        dc_residual=DC_RESIDUAL_ZERO_BY_CONSTRUCTION,
+        **sens_info,
+    )
 
 
 SPEC = register(
@@ -74,8 +79,8 @@ SPEC = register(
         description=(
             "Alternates an image-domain residual CNN with hard data consistency (measured "
             "k-space samples are kept exactly), multi-coil through coil sensitivities (the "
-            "input's, or estimated from the ACS). Needs trained weights (sha256-verified "
-            "model card + .pt)."
+            "input's, or estimated from the ACS). No data-consistency residual map: it is "
+            "zero by construction. Needs trained weights (sha256-verified model card + .pt)."
         ),
         run=run,
         params=(

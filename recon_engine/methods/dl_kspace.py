@@ -8,7 +8,7 @@ from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.kspace_net import KSpaceNet
 from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
 from recon_engine.dl.model_loader import load_network
-from recon_engine.dl.uncertainty import dc_residual_map
+from recon_engine.dl.uncertainty import DC_RESIDUAL_ZERO_BY_CONSTRUCTION
 from recon_engine.fft import ifftc, rss
 from recon_engine.methods.zero_filled import check_input
 from recon_engine.metrics import Timer
@@ -17,7 +17,8 @@ from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, Rec
 
 def run(data: ReconInput, params: dict) -> ReconOutput:
     """Complete each slice batch's k-space with the network, put the measured samples
-    back, inverse FFT and RSS; maps ``dc_residual`` (and ``uncertainty`` with MC passes)."""
+    back, inverse FFT and RSS; map ``uncertainty`` with MC passes. No ``dc_residual`` map:
+    the measured samples are kept exactly, so it would be identically zero."""
     check_input(data)
     k = data.kspace
     s, c, h, w = k.shape
@@ -33,7 +34,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
             f"model {params['model']!r} was trained for {model.n_coils} coils; this k-space "
             f"has {c} (a k-space network's channels are the coils)"
         )
-    images, residuals, spreads = [], [], []
+    images, spreads = [], []
     batch = params["batch_size"]
     with torch.inference_mode():
         for b0, b1, kb, mb in slice_batches(data, batch, timer):
@@ -41,8 +42,6 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
             with timer("network"):
                 kpred = model(kb, mb)
                 images.append(rss(ifftc(kpred), coil_dim=1).cpu())
-            with timer("dc_residual"):
-                residuals.append(dc_residual_map(kpred, kb * mb, mb).cpu())
             if params["mc_samples"]:
                 with timer("mc_dropout"):
                     spreads.append(
@@ -54,8 +53,14 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                             seed=b0,
                         ).cpu()
                     )
-    maps = {"dc_residual": residuals, "uncertainty": spreads}
-    return network_output(images, maps, timer, params["model"], card)
+    return network_output(
+        images,
+        {"uncertainty": spreads},
+        timer,
+        params["model"],
+        card,
+        dc_residual=DC_RESIDUAL_ZERO_BY_CONSTRUCTION,
+    )
 
 
 SPEC = register(
@@ -67,8 +72,9 @@ SPEC = register(
             "A U-Net working in k-space on all coils at once (real and imaginary parts as "
             "channels, radially weighted) predicts the missing phase-encode lines; the "
             "measured samples are kept exactly, then inverse FFT and root-sum-of-squares. "
-            "Returns the data-consistency residual map and, with MC passes, an MC-dropout "
-            "uncertainty map. Trained for a fixed coil count (in the model card)."
+            "No data-consistency residual map: it is zero by construction (the measured "
+            "samples are kept exactly). With MC passes, an MC-dropout uncertainty map. "
+            "Trained for a fixed coil count (in the model card)."
         ),
         run=run,
         params=(
