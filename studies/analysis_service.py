@@ -1,5 +1,6 @@
 """Analyses of closed studies: start one (a queued :class:`AnalysisRun` and a Celery task),
-run it (the report files under ``MEDIA_ROOT/analysis/<run pk>/``) and write the same
+run it (the report files under ``analysis/<run pk>/`` of the default storage: local disk
+or S3, so a web server on another machine serves what the worker wrote) and write the same
 report synchronously for ``manage.py analyse``.
 
 The numbers come from :mod:`studies.report` (pure); this module adds what only the
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
@@ -89,8 +91,32 @@ def _tidy_csv(study: Study) -> str:
     return tidy_csv(study)
 
 
-def run_directory(run: AnalysisRun) -> Path:
-    return Path(settings.MEDIA_ROOT) / "analysis" / str(run.pk)
+def run_folder(run: AnalysisRun) -> str:
+    """The storage folder (default storage name prefix) of ``run``'s report files."""
+    return f"analysis/{run.pk}"
+
+
+def _delete_folder(folder: str) -> None:
+    """Delete every stored file under ``folder`` (what an interrupted attempt left)."""
+    try:
+        dirs, files = default_storage.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for name in files:
+        default_storage.delete(f"{folder}/{name}")
+    for name in dirs:
+        _delete_folder(f"{folder}/{name}")
+
+
+def _store_folder(local: Path, folder: str) -> None:
+    """Save every file under the local directory ``local`` to ``folder`` of the default
+    storage, keeping relative names (the folder was emptied first, so none is renamed)."""
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        name = f"{folder}/{path.relative_to(local).as_posix()}"
+        with path.open("rb") as fh:
+            saved = default_storage.save(name, File(fh))
+        if saved != name:
+            raise RuntimeError(f"storage renamed {name} to {saved}: the folder was not empty")
 
 
 def report_title(study: Study) -> str:
@@ -211,27 +237,33 @@ def run_analysis(run_pk: int) -> AnalysisRun:
     run = AnalysisRun.objects.select_related("study").get(pk=run_pk)
     if run.status == AnalysisRun.Status.SUCCEEDED:
         return run
-    out = run_directory(run)
-    if out.exists():
-        shutil.rmtree(out)
+    folder = run_folder(run)
+    _delete_folder(folder)
     AnalysisRun.objects.filter(pk=run.pk).update(
         status=AnalysisRun.Status.RUNNING,
         started=timezone.now(),
         progress=0.0,
         message="Starting",
-        output_dir=str(out.relative_to(Path(settings.MEDIA_ROOT))),
+        output_dir=folder,
     )
     try:
-        results = write_study_report(
-            run.study,
-            run.parameters,
-            out,
-            lambda fraction, message: _set_progress(run.pk, fraction, message),
-        )
+        # Written in this worker's own temporary folder, then stored: no other process
+        # ever needs a path on this machine.
+        with tempfile.TemporaryDirectory(prefix=f"analysis-{run.pk}-") as tmp:
+            results = write_study_report(
+                run.study,
+                run.parameters,
+                tmp,
+                lambda fraction, message: _set_progress(run.pk, fraction, message),
+            )
+            _set_progress(run.pk, 0.99, "Storing the report")
+            _store_folder(Path(tmp), folder)
     except (StudyError, report.ReportError, ValueError) as exc:
+        _delete_folder(folder)
         _fail(run.pk, str(exc))
     except Exception as exc:
         logger.exception("analysis run %s failed", run.pk)
+        _delete_folder(folder)
         _fail(run.pk, f"internal error ({type(exc).__name__}): {exc}")
     else:
         AnalysisRun.objects.filter(pk=run.pk).update(
@@ -245,14 +277,15 @@ def run_analysis(run_pk: int) -> AnalysisRun:
     return run
 
 
-def run_file(run: AnalysisRun, name: str) -> Path | None:
-    """The path of report file ``name`` of a succeeded run (None if not there)."""
+def run_file(run: AnalysisRun, name: str) -> str | None:
+    """The default-storage name of report file ``name`` of a succeeded run (None if it is
+    not there); open it with ``default_storage.open``."""
     if name not in REPORT_FILES and name != "report_body.html":
         return None
     if run.status != AnalysisRun.Status.SUCCEEDED or not run.output_dir:
         return None
-    path = Path(settings.MEDIA_ROOT) / run.output_dir / name
-    return path if path.is_file() else None
+    stored = f"{run.output_dir}/{name}"
+    return stored if default_storage.exists(stored) else None
 
 
 def reference_check(run: AnalysisRun) -> dict[str, Any] | None:

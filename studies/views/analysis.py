@@ -7,6 +7,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
@@ -117,9 +118,11 @@ def run_detail(request, pk: int):
     """Progress of a run; the report itself (tables and plots) once it has succeeded."""
     run = get_object_or_404(_runs_for(request.user), pk=pk)
     body = ""
-    path = analysis_service.run_file(run, "report_body.html")
-    if path is not None:
-        body = mark_safe(path.read_text(encoding="utf-8"))  # noqa: S308 (Jinja2-autoescaped)
+    stored = analysis_service.run_file(run, "report_body.html")
+    if stored is not None:
+        with default_storage.open(stored, "rb") as fh:
+            text = fh.read().decode("utf-8")
+        body = mark_safe(text)  # noqa: S308 (Jinja2-autoescaped)
     context = {
         "run": run,
         "study": run.study,
@@ -158,15 +161,15 @@ def run_status(request, pk: int):
 def run_download(request, pk: int, name: str):
     """report.html, report.pdf, reads.csv or bundle.zip as an attachment (audited)."""
     run = get_object_or_404(_runs_for(request.user), pk=pk)
-    path = analysis_service.run_file(run, name)
-    if path is None or name not in analysis_service.REPORT_FILES:
+    stored = analysis_service.run_file(run, name)
+    if stored is None or name not in analysis_service.REPORT_FILES:
         raise Http404
     details = {"run": run.pk, "file": name}
     record(request.user, "study.analysis.download", run.study, request=request, details=details)
     stem, _, ext = name.rpartition(".")
     filename = f"study-{run.study_id}-analysis-{run.pk}-{stem}.{ext}"
     response = FileResponse(
-        path.open("rb"),
+        default_storage.open(stored, "rb"),
         as_attachment=True,
         filename=filename,
         content_type=analysis_service.REPORT_FILES[name],
