@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 import torch
 
+from recon_engine.io.hdf5_safety import UnsafeHDF5Error, audit_hdf5
 from recon_engine.registry import ReconError
 
 __all__ = [
@@ -74,12 +75,24 @@ def _open(path: str | Path, mode: str = "r") -> Iterator[h5py.File]:
         if mode == "r":
             raise ReconError(f"{path.name}: not a readable HDF5 file ({exc})") from None
         raise ReconError(f"{path}: cannot write HDF5 file ({exc})") from None
+    if mode == "r":
+        _audit(hf, path)
     try:
         yield hf
     except (OSError, KeyError, RuntimeError) as exc:
         raise ReconError(f"{path.name}: corrupt or truncated HDF5 data ({exc})") from None
     finally:
         hf.close()
+
+
+def _audit(hf: h5py.File, path: Path) -> None:
+    """Refuse (ReconError) a file that could read data outside itself or declare more
+    than it stores (:func:`~recon_engine.io.hdf5_safety.audit_hdf5`), before any read."""
+    try:
+        audit_hdf5(hf, path.stat().st_size)
+    except (UnsafeHDF5Error, OSError, RuntimeError, KeyError) as exc:
+        hf.close()
+        raise ReconError(f"{path.name}: {exc}") from None
 
 
 def _attr(value: Any) -> Any:

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 import torch
 
+from recon_engine.io.hdf5_safety import UnsafeHDF5Error, audit_hdf5
 from recon_engine.io.ismrmrd_header import HeaderInfo, make_ismrmrd_header, parse_ismrmrd_header
 from recon_engine.registry import ReconError
 
@@ -76,6 +77,10 @@ def read_ismrmrd(
         raise ReconError(f"{path}: no such file")
     try:
         with h5py.File(path, "r") as hf:
+            try:
+                audit_hdf5(hf, path.stat().st_size)
+            except UnsafeHDF5Error as exc:
+                raise ReconError(f"{path.name}: {exc}") from None
             if dataset not in hf or "data" not in hf[dataset] or "xml" not in hf[dataset]:
                 raise ReconError(
                     f"{path.name}: not an ISMRMRD file (needs /{dataset}/data and /{dataset}/xml)"
