@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "guardian",
+    "drf_spectacular_sidecar",
     "axes",
     "mriplatform.accounts",
     "mriplatform.audit",
@@ -283,6 +284,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOGGING = {
+    # Basic first: DRF answers an unauthenticated or wrongly authenticated request with the
+    # first class's challenge, so a wrong password gets 401 + WWW-Authenticate, not 403.
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -290,3 +293,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"axes": {"level": "WARNING"}},
 }
+    # The schema lists every endpoint and parameter of a clinical system: only signed-in
+    # users get it (the docs page itself redirects anonymous browsers to the login page).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
