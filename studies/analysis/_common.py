@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 
 class AnalysisError(ValueError):
@@ -95,6 +95,84 @@ def normal_ci(est: float, se: float, alpha: float) -> tuple[float, float]:
 def t_ci(est: float, se: float, df: float, alpha: float) -> tuple[float, float]:
     q = stats.t.ppf(1 - alpha / 2, df)
     return (est - q * se, est + q * se)
+
+
+SMALL_N_SUBJECTS = 10
+"""Below this many independent units (subjects, cases) large-sample CIs are flagged."""
+
+
+def small_n_warning(n: int, what: str, method: str, minimum: int = SMALL_N_SUBJECTS) -> list[str]:
+    """A one-item warning list when ``n`` < ``minimum`` (the CI ``method`` is unreliable)."""
+    if n < minimum:
+        return [
+            f"only {n} {what}: the {method} interval is unreliable below {minimum}; "
+            "read it as indicative"
+        ]
+    return []
+
+
+def fisher_z_ci(
+    est: float, se: float, alpha: float, df: float | None = None
+) -> tuple[float, float]:
+    """Interval for a coefficient bounded by [-1, 1] (kappa, AC1, alpha, correlation).
+
+    Wald interval on the Fisher ``atanh`` scale with the delta-method SE
+    ``se / (1 - est^2)``, transformed back, so it always lies inside (-1, 1). ``df``
+    selects a t quantile instead of the normal one. At |est| = 1 the transform is
+    undefined and the Wald interval clipped to [-1, 1] is returned.
+    """
+    if not (math.isfinite(est) and math.isfinite(se)):
+        return (math.nan, math.nan)
+    q = stats.norm.ppf(1 - alpha / 2) if df is None else stats.t.ppf(1 - alpha / 2, df)
+    if abs(est) >= 1 or se == 0:
+        return (max(est - q * se, -1.0), min(est + q * se, 1.0))
+    centre, half = math.atanh(est), q * se / (1 - est**2)
+    return (math.tanh(centre - half), math.tanh(centre + half))
+
+
+def logit_ci(est: float, se: float, alpha: float, df: float | None = None) -> tuple[float, float]:
+    """Interval for a parameter in [0, 1] (AUC, proportion): Wald on the logit scale with
+    the delta-method SE ``se / (est (1 - est))``, transformed back. At 0 or 1 the Wald
+    interval clipped to [0, 1] is returned."""
+    if not (math.isfinite(est) and math.isfinite(se)):
+        return (math.nan, math.nan)
+    q = stats.norm.ppf(1 - alpha / 2) if df is None else stats.t.ppf(1 - alpha / 2, df)
+    if est <= 0 or est >= 1 or se == 0:
+        return (max(est - q * se, 0.0), min(est + q * se, 1.0))
+    centre, half = math.log(est / (1 - est)), q * se / (est * (1 - est))
+    return (float(special.expit(centre - half)), float(special.expit(centre + half)))
+
+
+def wilson_ci(successes: float, n: float, alpha: float) -> tuple[float, float]:
+    """Wilson (1927) score interval for a binomial proportion (statsmodels
+    ``proportion_confint(method='wilson')``); NaN when ``n`` is 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n <= 0:
+        return (math.nan, math.nan)
+    lo, hi = proportion_confint(successes, n, alpha=alpha, method="wilson")
+    return (float(lo), float(hi))
+
+
+def exact_ci(successes: float, n: float, alpha: float) -> tuple[float, float]:
+    """Clopper-Pearson (1934) exact interval for a binomial proportion (statsmodels
+    ``proportion_confint(method='beta')``); NaN when ``n`` is 0."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if n <= 0:
+        return (math.nan, math.nan)
+    lo, hi = proportion_confint(successes, n, alpha=alpha, method="beta")
+    return (float(lo), float(hi))
+
+
+def check_n_boot(n_boot: int, context: str, minimum: int = 100) -> int:
+    """``n_boot`` as an int, raising when too few resamples for a percentile interval."""
+    if int(n_boot) != n_boot or n_boot < minimum:
+        raise AnalysisError(
+            f"{context}: n_boot must be an integer >= {minimum} for a bootstrap interval, "
+            f"got {n_boot}"
+        )
+    return int(n_boot)
 
 
 def two_sided_normal_p(z: float) -> float:

@@ -15,13 +15,17 @@ from ._common import (
     Result,
     bootstrap_weights,
     check_alpha,
+    check_n_boot,
+    exact_ci,
     factorize_sorted,
     holm,
     percentile_ci,
+    wilson_ci,
 )
 from .tidy import binary_column, validate_reads
 
 METRICS = ("sensitivity", "specificity", "accuracy", "ppv", "npv")
+CI_METHODS = ("bootstrap", "wilson", "exact")
 
 
 @dataclass
@@ -107,6 +111,7 @@ def diagnostic_accuracy(
     alpha: float = 0.05,
     n_boot: int = 2000,
     seed: int = 0,
+    ci_method: str = "bootstrap",
 ) -> AccuracyResult:
     """Sensitivity, specificity, accuracy, PPV and NPV against ``truth``.
 
@@ -118,9 +123,18 @@ def diagnostic_accuracy(
     (exact when fewer than 25 discordant pairs) compare each pair of modalities per reader
     on correct calls for all cases (accuracy), diseased cases (sensitivity) and normal cases
     (specificity); p-values Holm adjusted across readers within each metric and pair.
+
+    ``ci_method`` picks the reported ``ci``: ``'bootstrap'`` (above, the default, needs
+    ``n_boot`` >= 100), ``'wilson'`` (Wilson 1927 score interval) or ``'exact'``
+    (Clopper-Pearson 1934). Wilson and exact intervals treat every read as independent, so
+    they are for a single reader with one finding per patient; both are always in
+    ``details`` (``ci_wilson``, ``ci_exact``). Every interval lies in [0, 1].
     """
     alpha = check_alpha(alpha)
     ctx = "diagnostic_accuracy"
+    if ci_method not in CI_METHODS:
+        raise AnalysisError(f"{ctx}: ci_method must be one of {CI_METHODS}, got {ci_method!r}")
+    n_boot = check_n_boot(n_boot, ctx)
     data = validate_reads(
         df,
         ctx,
@@ -165,6 +179,12 @@ def diagnostic_accuracy(
     boot = _metric_arrays(boot_sums)
     estimates = []
     warn: list[str] = []
+    clustered = data.groupby("patient_id")["case_id"].nunique().max() > 1
+    if ci_method != "bootstrap" and clustered:
+        warn.append(
+            f"{ci_method} intervals treat reads as independent but patients have several "
+            "cases: they are too narrow (use ci_method='bootstrap')"
+        )
     for metric in METRICS:
         num, den = point[metric]
         bnum, bden = boot[metric]
@@ -175,17 +195,30 @@ def diagnostic_accuracy(
             value = float(num[g] / den[g]) if den[g] > 0 else math.nan
             if den[g] == 0:
                 warn.append(f"{metric} undefined for modality {mod!r}, reader {rdr!r}")
+            elif den[g] < 10 and metric in ("sensitivity", "specificity"):
+                warn.append(
+                    f"{metric} for modality {mod!r}, reader {rdr!r} rests on {int(den[g])} "
+                    "case(s): its interval is wide and approximate"
+                )
+            ci_w = wilson_ci(num[g], den[g], alpha)
+            ci_x = exact_ci(num[g], den[g], alpha)
+            ci_boot = (float(lo[g]), float(hi[g]))
+            ci_label = {
+                "bootstrap": "percentile cluster bootstrap over patients "
+                f"({n_boot} resamples, seed {seed})",
+                "wilson": "Wilson score interval (reads independent)",
+                "exact": "Clopper-Pearson exact interval (reads independent)",
+            }[ci_method]
             estimates.append(
                 Estimate(
                     name=f"{metric} [{mod}, reader {rdr}]",
                     estimate=value,
                     se=float(np.nanstd(bval[g], ddof=1)),
-                    ci=(float(lo[g]), float(hi[g])),
+                    ci={"bootstrap": ci_boot, "wilson": ci_w, "exact": ci_x}[ci_method],
                     alpha=alpha,
                     n=int(den[g]),
                     method=(
-                        "proportion; percentile cluster bootstrap over patients "
-                        f"({n_boot} resamples, seed {seed})"
+                        f"proportion; {ci_label}"
                         + ("; pooled over readers (fixed)" if rdr == "pooled" else "")
                     ),
                     details={
@@ -194,6 +227,9 @@ def diagnostic_accuracy(
                         "reader_id": rdr,
                         "numerator": int(num[g]),
                         "denominator": int(den[g]),
+                        "ci_bootstrap": ci_boot,
+                        "ci_wilson": ci_w,
+                        "ci_exact": ci_x,
                     },
                 )
             )
@@ -201,9 +237,8 @@ def diagnostic_accuracy(
         estimates=estimates,
         mcnemar=_mcnemar_tests(data, alpha),
         method=(
-            "diagnostic accuracy vs reference standard; patient-cluster percentile bootstrap "
-            "CIs; McNemar (exact if < 25 discordant) between modalities per reader, Holm "
-            "across readers"
+            f"diagnostic accuracy vs reference standard; {ci_method} CIs; McNemar (exact if "
+            "< 25 discordant) between modalities per reader, Holm across readers"
         ),
         warnings=warn,
     )

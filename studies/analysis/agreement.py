@@ -27,8 +27,11 @@ from ._common import (
     Result,
     bootstrap_weights,
     check_alpha,
+    check_n_boot,
+    fisher_z_ci,
     normal_ci,
     percentile_ci,
+    small_n_warning,
     t_ci,
     two_sided_normal_p,
 )
@@ -190,9 +193,11 @@ def _cohen_from_table(
     kappa, po, pe = _kappa_from_table(table, w)
     method = (
         f"Cohen's kappa ({wname} weights on {len(cats)} ordered categories, unused levels kept); "
-        "SE and CI: Fleiss-Cohen-Everitt (1969) large-sample variance; "
-        "z-test: FCE variance under H0 kappa=0"
+        "SE: Fleiss-Cohen-Everitt (1969) large-sample variance; CI: Wald on the Fisher-z "
+        "(atanh) scale, kept inside (-1, 1) (the plain Wald CI as SAS prints it is in "
+        "details['ci_wald']); z-test: FCE variance under H0 kappa=0"
     )
+    warn = [*warn, *small_n_warning(int(n), "subjects", "large-sample kappa")]
     if not math.isfinite(kappa):
         warn = [*warn, "kappa undefined: chance agreement is 1 (a single category used)"]
         return KappaResult(
@@ -214,7 +219,7 @@ def _cohen_from_table(
         name="kappa" if wname == "unweighted" else f"{wname}-weighted kappa",
         estimate=float(kappa),
         se=se,
-        ci=normal_ci(kappa, se, alpha),
+        ci=fisher_z_ci(kappa, se, alpha),
         statistic=float(z),
         statistic_name="z",
         p_value=two_sided_normal_p(z),
@@ -227,7 +232,7 @@ def _cohen_from_table(
         expected_agreement=pe,
         categories=cats,
         weights=wname,
-        details={"table": table.astype(int)},
+        details={"table": table.astype(int), "ci_wald": normal_ci(kappa, se, alpha)},
     )
 
 
@@ -311,13 +316,29 @@ def fleiss_kappa(
     alpha = check_alpha(alpha)
     counts, warn = _rating_counts(ratings, categories, "fleiss_kappa")
     n, k = counts.shape
+    cats = list(categories)
+    if np.count_nonzero(counts.sum(0)) < 2:
+        # Every rating in one category: chance agreement is 1 and kappa is 0/0. irr's
+        # kappam.fleiss returns NaN here; so do we, with the reason.
+        return FleissKappaResult(
+            name="Fleiss kappa", estimate=math.nan, alpha=alpha, n=n,
+            method="Fleiss (1971) kappa: undefined", observed_agreement=1.0,
+            expected_agreement=1.0, categories=cats, weights="unweighted",
+            warnings=[*warn, "kappa undefined: every rating is in one category, so chance "
+                      "agreement is 1 (report percentage agreement instead)"],
+            details={"n_subjects": n},
+        )  # fmt: skip
     kappa, pa, pe, var = _gwet_core(counts, np.eye(k), "fleiss")
     se = math.sqrt(max(var, 0.0))
     r = counts.sum(1)
     balanced = bool(np.all(r == r[0]))
     pi = (counts / r[:, None]).mean(0)
-    cats = list(categories)
-    details: dict[str, Any] = {"n_subjects": n, "raters_per_subject": [int(r.min()), int(r.max())]}
+    details: dict[str, Any] = {
+        "n_subjects": n,
+        "raters_per_subject": [int(r.min()), int(r.max())],
+        "ci_wald": t_ci(kappa, se, n - 1, alpha),
+    }
+    warn.extend(small_n_warning(n, "subjects", "large-sample kappa"))
     per_category: list[Estimate] = []
     m2 = r >= 2
     num = (counts[m2] * (counts[m2] - 1) / (r[m2, None] - 1)).sum(0)
@@ -364,7 +385,7 @@ def fleiss_kappa(
         name="Fleiss kappa",
         estimate=kappa,
         se=se,
-        ci=t_ci(kappa, se, n - 1, alpha),
+        ci=fisher_z_ci(kappa, se, alpha, n - 1),
         statistic=float(z),
         statistic_name=stat_name,
         df=dfree,
@@ -373,7 +394,8 @@ def fleiss_kappa(
         n=n,
         method=(
             "Fleiss (1971) kappa (Gwet's generalisation for missing ratings); CI: Gwet (2014) "
-            f"subjects-sampled variance, t with n-1 df; {test}"
+            "subjects-sampled variance, t with n-1 df on the Fisher-z (atanh) scale (plain t "
+            f"interval as irrCAC prints it in details['ci_wald']); {test}"
         ),
         warnings=warn,
         se_h0=se0,
@@ -404,13 +426,14 @@ def gwet_ac1(
     w, wname = agreement_weights(k, weights)
     coef, pa, pe, var = _gwet_core(counts, w, "ac1")
     se = math.sqrt(max(var, 0.0))
+    warn.extend(small_n_warning(n, "subjects", "large-sample AC1"))
     t = coef / se if se > 0 else math.nan
     name = "AC1" if wname == "unweighted" else f"AC2 ({wname})"
     return KappaResult(
         name=name,
         estimate=coef,
         se=se,
-        ci=t_ci(coef, se, n - 1, alpha),
+        ci=fisher_z_ci(coef, se, alpha, n - 1),
         statistic=float(t),
         statistic_name="t",
         df=float(n - 1),
@@ -419,13 +442,15 @@ def gwet_ac1(
         n=n,
         method=(
             f"Gwet's {name} with {wname} weights on {k} ordered categories; variance: Gwet "
-            "(2008/2014), subjects sampled, raters fixed; t with n-1 df"
+            "(2008/2014), subjects sampled, raters fixed; t with n-1 df, CI on the Fisher-z "
+            "(atanh) scale (plain t interval in details['ci_wald'])"
         ),
         warnings=warn,
         observed_agreement=pa,
         expected_agreement=pe,
         categories=list(categories),
         weights=wname,
+        details={"ci_wald": t_ci(coef, se, n - 1, alpha)},
     )
 
 
@@ -461,8 +486,11 @@ def intra_reader_agreement(
     """
     alpha = check_alpha(alpha)
     ctx = "intra_reader_agreement"
+    n_boot = check_n_boot(n_boot, ctx)
     require_columns(df, ("reader_id", "case_id", "modality_id", "read_index", "value"), ctx)
     data = df[["reader_id", "case_id", "modality_id", "read_index", "value"]]
+    if data.empty:
+        raise AnalysisError(f"{ctx}: the reads table is empty (no repeat reads to compare)")
     if data[["reader_id", "case_id", "modality_id", "read_index"]].isna().any().any():
         raise AnalysisError(f"{ctx}: identifiers must not be missing")
     if data.duplicated(["reader_id", "case_id", "modality_id", "read_index"]).any():
@@ -481,12 +509,19 @@ def intra_reader_agreement(
         if len(reads) > 2:
             warn.append(f"modality {modality!r}: {len(reads)} reads; the first two are compared")
         pair = wide[reads[:2]].dropna()
+        if pair.empty:
+            raise AnalysisError(f"{ctx}: modality {modality!r} has no case read twice by a reader")
         if len(pair) < len(wide):
             warn.append(f"modality {modality!r}: {len(wide) - len(pair)} case(s) lack a repeat")
         for reader, rdf in pair.groupby(level="reader_id", sort=True):
             res = cohen_kappa(rdf[reads[0]], rdf[reads[1]], categories, weights, alpha)
             res.details.update({"reader_id": reader, "modality_id": modality})
             per_reader.append(res)
+            if len(rdf) < 10:
+                warn.append(
+                    f"reader {reader!r}, modality {modality!r}: intra-reader kappa from only "
+                    f"{len(rdf)} repeated case(s); its interval is unreliable"
+                )
         c1 = _encode(pair[reads[0]].to_numpy(dtype=object), categories, ctx)
         c2 = _encode(pair[reads[1]].to_numpy(dtype=object), categories, ctx)
         case_codes, case_index = np.unique(
@@ -500,6 +535,8 @@ def intra_reader_agreement(
         wts = bootstrap_weights(n_cases, n_boot, rng)
         boot = _kappa_batch((wts @ case_tables).reshape(n_boot, k, k), w)
         lo, hi = percentile_ci(boot, alpha)
+        pooled_warn = small_n_warning(int(n_cases), "repeated cases", "case-bootstrap kappa")
+        warn.extend(f"modality {modality!r}: {w_}" for w_ in pooled_warn)
         pooled.append(
             Estimate(
                 name=f"pooled intra-reader kappa [{modality}]",
@@ -513,6 +550,7 @@ def intra_reader_agreement(
                     f"percentile case-cluster bootstrap ({n_boot} resamples, seed {seed})"
                 ),
                 details={"modality_id": modality, "n_cases": int(n_cases), "p_o": po, "p_e": pe},
+                warnings=pooled_warn,
             )
         )
     return IntraReaderResult(

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from ._common import AnalysisError, Result, check_alpha
-from .tidy import require_columns
+from .tidy import require_modalities, validate_reads
 
 
 @dataclass
@@ -49,6 +49,8 @@ class BlandAltmanResult(Result):
     loa_upper_ci: tuple[float, float]
     alpha: float
     method: str
+    proportional_bias: dict[str, float] = field(default_factory=dict)
+    points: list[dict[str, float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -56,13 +58,42 @@ def _differences(df: pd.DataFrame, reference: str, new: str) -> pd.DataFrame:
     """One row per (reader, case, read_index) measured under both arms: ``d = new - ref``."""
     index = ["reader_id", "case_id"] + (["read_index"] if "read_index" in df.columns else [])
     sub = df[df["modality_id"].isin([reference, new])]
-    wide = sub.pivot_table(index=index, columns="modality_id", values="value", aggfunc="mean")
-    if reference not in wide.columns or new not in wide.columns:
-        raise AnalysisError(f"no case was measured under both {reference!r} and {new!r}")
+    wide = sub.pivot(index=index, columns="modality_id", values="value")
     wide = wide[[reference, new]].dropna()
+    if wide.empty:
+        raise AnalysisError(
+            f"bland_altman: no case was measured under both {reference!r} and {new!r}"
+        )
     out = wide.reset_index()
     out["d"] = out[new].astype(float) - out[reference].astype(float)
+    out["m"] = (out[new].astype(float) + out[reference].astype(float)) / 2
     return out
+
+
+def proportional_bias(pairs: pd.DataFrame, alpha: float) -> dict[str, float]:
+    """Regression of the difference on the pair mean, ``d = a + b * mean`` (Bland & Altman
+    1999, section 3.2): slope ``b`` with its OLS SE, t-test and CI; ``b`` != 0 means the bias
+    grows with the magnitude. SEs are case-cluster-robust when cases repeat."""
+    import statsmodels.api as sm
+
+    x = sm.add_constant(pairs["m"].to_numpy(dtype=float))
+    y = pairs["d"].to_numpy(dtype=float)
+    if np.ptp(x[:, 1]) == 0:
+        return {}
+    groups = pd.factorize(pairs["case_id"])[0]
+    repeated = groups.max() + 1 < len(groups)
+    fit = sm.OLS(y, x).fit(
+        **({"cov_type": "cluster", "cov_kwds": {"groups": groups}} if repeated else {})
+    )
+    lo, hi = fit.conf_int(alpha)[1]
+    return {
+        "intercept": float(fit.params[0]),
+        "slope": float(fit.params[1]),
+        "slope_se": float(fit.bse[1]),
+        "slope_ci_low": float(lo),
+        "slope_ci_high": float(hi),
+        "p_value": float(fit.pvalues[1]),
+    }
 
 
 def bland_altman(
@@ -72,11 +103,20 @@ def bland_altman(
 
     ``df`` is the tidy reads table (``reader_id, case_id, patient_id, modality_id, value``,
     optional ``read_index``); each (reader, case[, read]) measured under both arms gives one
-    difference. Cases are the clusters (one-way ANOVA on the differences by case).
+    difference. Cases are the clusters (one-way ANOVA on the differences by case). The
+    table is validated like every other analysis: a missing value or a repeated
+    (reader, case, arm[, read_index]) row is an error, never silently averaged or dropped.
+    ``proportional_bias`` holds the regression of the difference on the pair mean and
+    ``points`` the (mean, difference) pairs for the plot.
     """
     alpha = check_alpha(alpha)
-    require_columns(df, ["reader_id", "case_id", "modality_id", "value"], "bland_altman")
-    pairs = _differences(df, reference, new)
+    ctx = "bland_altman"
+    key = ["reader_id", "case_id", "modality_id"]
+    if "read_index" in df.columns:
+        key.append("read_index")
+    data = validate_reads(df, ctx, columns=[*key, "value"], unique_by=key)
+    require_modalities(data, ctx, reference, new)
+    pairs = _differences(data, reference, new)
     d = pairs["d"].to_numpy(dtype=float)
     n_total = d.size
     groups = pairs.groupby("case_id")["d"]
@@ -147,6 +187,12 @@ def bland_altman(
         loa_lower_ci=(loa[0] - z * loa_se, loa[0] + z * loa_se),
         loa_upper_ci=(loa[1] - z * loa_se, loa[1] + z * loa_se),
         alpha=alpha,
-        method=method,
+        method=method
+        + "; proportional bias: OLS of the difference on the pair mean (Bland & Altman 1999)",
+        proportional_bias=proportional_bias(pairs, alpha),
+        points=[
+            {"mean": float(m_), "difference": float(d_)}
+            for m_, d_ in zip(pairs["m"], pairs["d"], strict=True)
+        ],
         warnings=warnings,
     )

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._common import AnalysisError, Estimate, Result, check_alpha
+from ._common import AnalysisError, Estimate, Result, check_alpha, logit_ci, small_n_warning
 from .tidy import binary_column, validate_reads
 
 
@@ -212,11 +212,14 @@ def mrmc_or(
         for i in range(t):
             dfi = None if dfree is None else float(dfree[i])
             q = stats.t.ppf(1 - alpha / 2, dfi) if dist == "t" else z_q
+            wald = (float(theta_t[i] - q * se[i]), float(theta_t[i] + q * se[i]))
             out.append(
                 Estimate(
                     name=f"AUC[{modalities[i]}]", estimate=float(theta_t[i]), se=float(se[i]),
-                    ci=(float(theta_t[i] - q * se[i]), float(theta_t[i] + q * se[i])),
-                    df=dfi, alpha=alpha, n=n, method=label,
+                    ci=logit_ci(float(theta_t[i]), float(se[i]), alpha, dfi),
+                    df=dfi, alpha=alpha, n=n,
+                    method=label + "; CI on the logit scale (delta method), inside [0, 1]",
+                    details={"ci_wald": wald},
                 )
             )  # fmt: skip
         return out
@@ -226,7 +229,8 @@ def mrmc_or(
     f_rr = ms_t / den if den > 0 else math.nan
     ddf = den**2 / (ms_tr**2 / ((t - 1) * (r - 1))) if ms_tr > 0 else math.inf
     single_den = ms_r_t + r * np.maximum(cov2_t, 0.0)
-    single_df = single_den**2 / (ms_r_t**2 / (r - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        single_df = single_den**2 / (ms_r_t**2 / (r - 1))
     rrrc = MRMCAnalysis(
         analysis="random readers, random cases",
         statistic=float(f_rr),
@@ -295,6 +299,13 @@ def mrmc_or(
             "OR RRFC single modality: SE = sqrt(MS(R) / r), t with r-1 df",
         ),
     )  # fmt: skip
+    warn = _degenerate_warnings(auc, ms_t, ms_tr, den)
+    warn.extend(small_n_warning(min(n0, n1), "normal or diseased cases", "MRMC AUC"))
+    if r < 4:
+        warn.append(
+            f"only {r} readers: random-reader inference rests on {r - 1} reader df per "
+            "modality; generalisation to other readers is weak"
+        )
     return MRMCResult(
         modalities=list(modalities),
         readers=list(readers),
@@ -314,9 +325,34 @@ def mrmc_or(
         alpha=alpha,
         method=(
             "Obuchowski-Rockette ANOVA of empirical (trapezoidal/Wilcoxon) AUCs; "
-            f"{covariance} AUC covariance; Hillis (2007) ddf_H for random readers and cases"
+            f"{covariance} AUC covariance; Hillis (2007) ddf_H for random readers and cases; "
+            "single-modality AUC CIs on the logit scale (plain t CIs in details['ci_wald'])"
         ),
+        warnings=warn,
     )
+
+
+def _degenerate_warnings(auc: np.ndarray, ms_t: float, ms_tr: float, den: float) -> list[str]:
+    """Say why the OR F statistics are undefined (NaN) instead of returning NaN silently."""
+    out = []
+    if np.all(auc == 1.0):
+        out.append(
+            "every reader has AUC 1 in every modality (perfect separation): no variance, the "
+            "F-tests are undefined (NaN); report the AUCs descriptively"
+        )
+    elif np.all(auc == auc.flat[0]):
+        out.append(
+            f"every reader has the same AUC ({auc.flat[0]:.3f}) in every modality (e.g. all "
+            "ratings tied): no variance, the F-tests are undefined (NaN)"
+        )
+    elif not den > 0 or ms_tr == 0:
+        out.append(
+            "the reader-by-modality mean square or the OR error term is zero: the random-"
+            "readers F-test is undefined (NaN)"
+        )
+    if ms_t == 0 and not out:
+        out.append("the modalities have identical mean AUCs: F = 0")
+    return out
 
 
 def two_sided(z: float) -> float:

@@ -42,7 +42,7 @@ def test_cohen_unweighted_matches_sas_proc_freq():
     r = cohen_kappa_table(SAS_TABLE10)
     assert r.estimate == pytest.approx(0.4842, abs=5e-5)
     assert r.se == pytest.approx(0.1380, abs=5e-5)
-    assert r.ci == pytest.approx((0.2137, 0.7547), abs=5e-5)
+    assert r.details["ci_wald"] == pytest.approx((0.2137, 0.7547), abs=5e-5)
     assert r.se_h0 == pytest.approx(0.1484, abs=5e-5)
     assert r.statistic == pytest.approx(3.2626, abs=5e-5)
     assert r.p_value == pytest.approx(0.0011, abs=5e-5)
@@ -54,7 +54,7 @@ def test_cohen_linear_weighted_matches_sas_proc_freq():
     r = cohen_kappa_table(SAS_TABLE10, weights="linear")
     assert r.estimate == pytest.approx(0.4701, abs=5e-5)
     assert r.se == pytest.approx(0.1457, abs=5e-5)
-    assert r.ci == pytest.approx((0.1845, 0.7558), abs=5e-5)
+    assert r.details["ci_wald"] == pytest.approx((0.1845, 0.7558), abs=5e-5)
     assert r.se_h0 == pytest.approx(0.1426, abs=5e-5)
     assert r.statistic == pytest.approx(3.2971, abs=5e-5)
 
@@ -399,3 +399,70 @@ def test_icc_accepts_tidy_frame_and_rejects_incomplete_design():
         icc(long.iloc[1:], "ICC(2,1)")
     with pytest.raises(AnalysisError, match="unknown form"):
         icc(SHROUT_FLEISS, "ICC(4,1)")
+
+
+# ------------------------------------------------------- issue 14: fragile cases, bounds
+
+
+def test_fleiss_kappa_single_category_is_nan_with_reason():
+    """Issue 14: np.full((10, 3), 2) raised ZeroDivisionError (spq = 0); irr's kappam.fleiss
+    returns NaN for it."""
+    r = fleiss_kappa(np.full((10, 3), 2), [1, 2, 3])
+    assert np.isnan(r.estimate)
+    assert any("one category" in w for w in r.warnings)
+    assert json.dumps(r.to_dict())
+
+
+def test_kappa_interval_stays_inside_minus_one_one_and_is_fisher_z():
+    """High agreement on few subjects gave a Wald interval above 1 (report printed
+    '0.410 to 1.123'); the interval is now the Fisher-z one, computed here by hand."""
+    a = [1, 1, 2, 2, 3, 3, 1, 2]
+    b = [1, 1, 2, 2, 3, 3, 1, 3]
+    r = cohen_kappa(a, b, [1, 2, 3])
+    wald = r.details["ci_wald"]
+    assert wald[1] > 1.0
+    z = 1.959963984540054
+    half = z * r.se / (1 - r.estimate**2)
+    expected = (np.tanh(np.arctanh(r.estimate) - half), np.tanh(np.arctanh(r.estimate) + half))
+    assert r.ci == pytest.approx(expected, abs=1e-12)
+    assert -1 < r.ci[0] < r.estimate < r.ci[1] < 1
+    assert any("only 8 subjects" in w for w in r.warnings)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=30),
+    st.sampled_from([None, "linear", "quadratic"]),
+)
+def test_property_kappa_intervals_respect_the_parameter_space(pairs, weights):
+    a, b = zip(*pairs)
+    r = cohen_kappa(list(a), list(b), [0, 1, 2, 3], weights=weights)
+    if np.isfinite(r.estimate):
+        assert -1 <= r.ci[0] <= r.estimate + 1e-12
+        assert r.estimate - 1e-12 <= r.ci[1] <= 1
+
+
+def test_fleiss_and_gwet_intervals_bounded_with_plain_interval_kept():
+    ratings = np.array([[1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 1], [3, 3, 3]])
+    for res in (fleiss_kappa(ratings, [1, 2, 3]), gwet_ac1(ratings, [1, 2, 3])):
+        assert -1 < res.ci[0] < res.ci[1] < 1
+        assert res.details["ci_wald"][1] > 1
+        assert any("only 5 subjects" in w for w in res.warnings)
+
+
+def test_intra_reader_empty_table_is_an_error():
+    empty = pd.DataFrame(columns=["reader_id", "case_id", "modality_id", "read_index", "value"])
+    with pytest.raises(AnalysisError, match="empty"):
+        intra_reader_agreement(empty, [1, 2, 3])
+
+
+def test_intra_reader_few_cases_warns_and_n_boot_zero_is_refused():
+    rows = [
+        {"reader_id": "r1", "case_id": c, "modality_id": "m", "read_index": i, "value": v}
+        for c, vals in enumerate([(1, 1), (2, 2), (3, 2)])
+        for i, v in zip((1, 2), vals)
+    ]
+    res = intra_reader_agreement(pd.DataFrame(rows), [1, 2, 3])
+    assert any("only 3 repeated case" in w for w in res.warnings)
+    with pytest.raises(AnalysisError, match="n_boot"):
+        intra_reader_agreement(pd.DataFrame(rows), [1, 2, 3], n_boot=0)

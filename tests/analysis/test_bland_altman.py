@@ -116,7 +116,7 @@ def test_clustered_bias_ci_is_wider_than_the_naive_one():
 def test_too_few_cases_or_missing_arm_is_a_clear_error():
     with pytest.raises(AnalysisError, match="at least 3 cases"):
         bland_altman(_tidy({"a": [1.0, 2.0], "b": [0.5]}), "ref", "new")
-    with pytest.raises(AnalysisError, match="both"):
+    with pytest.raises(AnalysisError, match="'other' not in the table"):
         bland_altman(_tidy({"a": [1.0], "b": [2.0], "c": [3.0]}), "ref", "other")
 
 
@@ -124,3 +124,64 @@ def test_result_is_json_friendly():
     res = bland_altman(_tidy({f"c{i}": [i * 0.1, 1.0] for i in range(5)}), "ref", "new")
     out = res.to_dict()
     assert out["reference"] == "ref" and len(out["loa"]) == 2
+
+
+def _issue_table() -> pd.DataFrame:
+    rng = np.random.default_rng(14)
+    return _tidy({f"c{i}": list(rng.normal(-0.3, 0.5, 3)) for i in range(12)})
+
+
+def test_duplicated_row_is_refused_not_averaged():
+    """Issue 14: a duplicated reader/case/arm row with value 999 used to be averaged in by
+    pivot_table and moved the bias; it must be refused like in every other analysis."""
+    data = _issue_table()
+    clean = bland_altman(data, "ref", "new")
+    dup = data[(data["modality_id"] == "new")].iloc[[0]].assign(value=999.0)
+    with pytest.raises(AnalysisError, match="share the key"):
+        bland_altman(pd.concat([data, dup], ignore_index=True), "ref", "new")
+    assert clean.bias == pytest.approx(
+        np.mean(
+            data[data.modality_id == "new"]["value"].to_numpy()
+            - data[data.modality_id == "ref"]["value"].to_numpy()
+        )
+    )
+
+
+def test_missing_value_is_refused_not_dropped():
+    data = _issue_table()
+    data.loc[3, "value"] = np.nan
+    with pytest.raises(AnalysisError, match="missing value"):
+        bland_altman(data, "ref", "new")
+
+
+def test_repeat_reads_are_kept_apart_by_read_index():
+    data = _issue_table()
+    again = data.assign(read_index=2, value=data["value"] + 0.25 * (data.modality_id == "new"))
+    both = pd.concat([data.assign(read_index=1), again], ignore_index=True)
+    res = bland_altman(both, "ref", "new")
+    assert res.n_pairs == 2 * bland_altman(data, "ref", "new").n_pairs
+
+
+def test_proportional_bias_matches_ordinary_regression():
+    """One pair per case: the slope, its SE and p equal scipy.stats.linregress of the
+    difference on the mean (Bland & Altman 1999, section 3.2)."""
+    rng = np.random.default_rng(5)
+    truth = rng.uniform(20, 80, 30)
+    ref = truth + rng.normal(0, 1, 30)
+    new = 1.1 * truth + rng.normal(0, 1, 30)
+    rows = [
+        {"reader_id": "r", "case_id": f"c{i}", "modality_id": arm, "value": v}
+        for i in range(30)
+        for arm, v in (("ref", ref[i]), ("new", new[i]))
+    ]
+    res = bland_altman(pd.DataFrame(rows), "ref", "new")
+    lr = stats.linregress((new + ref) / 2, new - ref)
+    pb = res.proportional_bias
+    assert pb["slope"] == pytest.approx(lr.slope, rel=1e-10)
+    assert pb["slope_se"] == pytest.approx(lr.stderr, rel=1e-10)
+    assert pb["p_value"] == pytest.approx(lr.pvalue, rel=1e-8)
+    half = stats.t.ppf(0.975, 28) * lr.stderr
+    assert (pb["slope_ci_low"], pb["slope_ci_high"]) == pytest.approx(
+        (lr.slope - half, lr.slope + half), rel=1e-10
+    )
+    assert len(res.points) == 30

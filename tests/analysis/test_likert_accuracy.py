@@ -208,3 +208,52 @@ def test_accuracy_threshold_and_errors():
         diagnostic_accuracy(df, n_boot=200)
     with pytest.raises(AnalysisError, match="missing column"):
         diagnostic_accuracy(df.drop(columns="truth"), threshold=3)
+
+
+def _counts_table(tp: int, fn: int, tn: int, fp: int) -> pd.DataFrame:
+    calls = [(1, 1)] * tp + [(0, 1)] * fn + [(0, 0)] * tn + [(1, 0)] * fp
+    return pd.DataFrame(
+        [("r1", f"c{i}", f"p{i}", "ref", v, t) for i, (v, t) in enumerate(calls)],
+        columns=["reader_id", "case_id", "patient_id", "modality_id", "value", "truth"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "sens_ci", "spec_ci"),
+    [
+        ("wilson", (0.2553, 0.3662), (0.0624, 0.1605)),
+        ("exact", (0.2527, 0.3676), (0.0578, 0.1617)),
+    ],
+)
+def test_wilson_and_exact_intervals_match_newcombe_1998(method, sens_ci, spec_ci):
+    """Newcombe (1998) Stat Med 17:857, Table II: 81/263 and 15/148 by the Wilson score
+    method (3) and the Clopper-Pearson exact method (5)."""
+    res = diagnostic_accuracy(_counts_table(81, 182, 15, 133), n_boot=200, ci_method=method)
+    table = {e.details["metric"]: e for e in res.estimates if e.details["reader_id"] == "r1"}
+    assert table["sensitivity"].ci == pytest.approx(sens_ci, abs=5e-5)
+    assert table["specificity"].ci == pytest.approx(spec_ci, abs=5e-5)
+    assert table["sensitivity"].details[f"ci_{method}"] == table["sensitivity"].ci
+
+
+def test_boundary_proportion_interval_is_inside_zero_one():
+    """Newcombe (1998) Table II, 0/20: Wilson 0 to 0.1611, exact 0 to 0.1684."""
+    res = diagnostic_accuracy(_counts_table(0, 20, 5, 0), n_boot=200)
+    sens = next(e for e in res.estimates if e.details["metric"] == "sensitivity")
+    assert sens.details["ci_wilson"] == pytest.approx((0.0, 0.1611), abs=5e-5)
+    assert sens.details["ci_exact"] == pytest.approx((0.0, 0.1684), abs=5e-5)
+    assert sens.ci == (0.0, 0.0)
+    spec = next(e for e in res.estimates if e.details["metric"] == "specificity")
+    assert any("rests on 5 case" in w for w in res.warnings) and spec.estimate == 1.0
+
+
+def test_accuracy_n_boot_zero_is_refused_not_nan():
+    """Issue 14: n_boot=0 returned NaN intervals; it is now a clear error."""
+    with pytest.raises(AnalysisError, match="n_boot"):
+        diagnostic_accuracy(_accuracy_reads(), n_boot=0)
+    with pytest.raises(AnalysisError, match="ci_method"):
+        diagnostic_accuracy(_accuracy_reads(), ci_method="wald")
+
+
+def test_wilson_on_clustered_findings_warns():
+    res = diagnostic_accuracy(_accuracy_reads(findings=2), n_boot=200, ci_method="wilson")
+    assert any("too narrow" in w for w in res.warnings)

@@ -57,7 +57,7 @@ def test_random_readers_random_cases(vd_jack):
     assert m0.se == pytest.approx(0.03317360, abs=5e-8)
     assert m1.se == pytest.approx(0.02156637, abs=5e-8)
     assert (m0.df, m1.df) == pytest.approx((12.74, 12.71), abs=5e-3)
-    assert m0.ci == pytest.approx((0.82522360, 0.96885048), abs=5e-8)
+    assert m0.details["ci_wald"] == pytest.approx((0.82522360, 0.96885048), abs=5e-8)
 
 
 def test_fixed_readers_random_cases(vd_jack):
@@ -173,3 +173,39 @@ def test_bad_designs_raise():
         mrmc_or(df, covariance="bootstrap")
     with pytest.raises(AnalysisError, match="2 modalities"):
         mrmc_or(df[df.modality_id == 0])
+
+
+def test_single_modality_auc_interval_is_on_the_logit_scale_and_bounded(vd_jack):
+    """The plain t interval of a high AUC can pass 1 (the report printed '0.945 to 1.034');
+    the logit-scale interval, computed here by hand, stays inside (0, 1)."""
+    from scipy import stats
+
+    for m in vd_jack.random_readers_random_cases.modality_auc:
+        q = stats.t.ppf(0.975, m.df)
+        logit = np.log(m.estimate / (1 - m.estimate))
+        half = q * m.se / (m.estimate * (1 - m.estimate))
+        expected = 1 / (1 + np.exp(-(logit - half))), 1 / (1 + np.exp(-(logit + half)))
+        assert m.ci == pytest.approx(expected, abs=1e-12)
+        assert 0 < m.ci[0] < m.estimate < m.ci[1] < 1
+    near_one = vandyke_long()
+    near_one["confidence"] = np.where(
+        near_one["truth"] == 1, near_one["confidence"] + 4, near_one["confidence"]
+    )
+    res = mrmc_or(near_one)
+    for analysis in (res.random_readers_random_cases, res.fixed_readers_random_cases):
+        for m in analysis.modality_auc:
+            assert 0 <= m.ci[0] <= m.estimate <= m.ci[1] <= 1
+
+
+def test_perfect_separation_and_all_ties_warn_instead_of_silent_nan():
+    """Issue 14: all AUCs 1, or all ratings tied, gave F = p = NaN with no warning."""
+    df = vandyke_long()
+    perfect = df.assign(confidence=df["truth"] * 4 + 1)
+    res = mrmc_or(perfect)
+    assert np.isnan(res.random_readers_random_cases.statistic)
+    assert any("AUC 1" in w for w in res.warnings)
+    tied = df.assign(confidence=3)
+    res = mrmc_or(tied)
+    assert np.isnan(res.random_readers_random_cases.p_value)
+    assert any("same AUC (0.500)" in w for w in res.warnings)
+    assert not mrmc_or(df).warnings
