@@ -49,7 +49,6 @@ import pydicom
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
@@ -60,10 +59,12 @@ from mriplatform.cases.dicom_tags import (
     REPEATING_GROUPS,
 )
 from mriplatform.cases.ingest import (
+    DICOM_ERRORS,
     ISMRMRD_NS,
     IngestError,
     check_deidentifiable,
     ismrmrd_layout,
+    open_audited_hdf5,
     parse_ismrmrd_header,
 )
 
@@ -582,7 +583,7 @@ def read_dicom_bytes(data: bytes) -> Dataset:
     """Parse a DICOM Part 10 file held in memory; DeidentificationError if it is not one."""
     try:
         return pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError) as exc:
+    except DICOM_ERRORS as exc:
         raise DeidentificationError(f"not a readable DICOM file: {exc}") from exc
 
 
@@ -596,7 +597,7 @@ def deidentify_dicom_bytes(data: bytes, ctx: DeidContext) -> tuple[bytes, DeidRe
         report = deidentify_dataset(ds, ctx)
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+    except DICOM_ERRORS as exc:
         if isinstance(exc, DeidentificationError):
             raise
         # pydicom parses values lazily, so a malformed attribute only fails here.
@@ -608,6 +609,7 @@ def deidentify_dicom_bytes(data: bytes, ctx: DeidContext) -> tuple[bytes, DeidRe
 # Raw k-space HDF5
 # --------------------------------------------------------------------------------------
 
+COPY_BLOCK_BYTES = 64 * 1024**2
 FASTMRI_ARRAYS = ("kspace", "mask", "reconstruction_rss", "reconstruction_esc")
 # fastMRI root attributes that describe the acquisition, not the patient.
 FASTMRI_SAFE_ATTRS = ("acquisition", "max", "norm")
@@ -754,6 +756,27 @@ def _open_h5(src: Any, mode: str = "r") -> h5py.File:
     return h5py.File(handle, mode)
 
 
+def copy_values(source: h5py.Dataset, out: h5py.Group, name: str) -> h5py.Dataset:
+    """Write the values of ``source`` into a new dataset ``out[name]``, a block of rows
+    along axis 0 at a time: only values travel, never the source's storage (external
+    files, virtual mappings), filters or attributes. gzip compression is kept."""
+    if source.ndim == 0 or source.size == 0:
+        return out.create_dataset(name, data=source[()], dtype=source.dtype)
+    compressed = source.compression == "gzip"
+    row_bytes = max(source.dtype.itemsize * source.size // source.shape[0], 1)
+    step = max(1, COPY_BLOCK_BYTES // row_bytes)
+    target = out.create_dataset(
+        name,
+        shape=source.shape,
+        dtype=source.dtype,
+        chunks=(min(step, source.shape[0]), *source.shape[1:]) if compressed else None,
+        compression="gzip" if compressed else None,
+    )
+    for start in range(0, source.shape[0], step):
+        target[start : start + step] = source[start : start + step]
+    return target
+
+
 def _read_text(dataset: h5py.Dataset) -> bytes:
     value = dataset[()]
     if isinstance(value, np.ndarray):
@@ -771,22 +794,21 @@ def _new_report(ctx: DeidContext, kind: str) -> DeidReport:
 def deidentify_fastmri_h5(src: Source, dst: Source, ctx: DeidContext) -> DeidReport:
     """Copy a fastMRI HDF5 file to ``dst`` keeping only the known arrays and a clean header.
 
-    ``kspace``, ``mask`` and the reference reconstructions are copied bit for bit (HDF5
-    object copy, compression kept, dataset attributes dropped); ``ismrmrd_header`` is
+    The source is audited first (:func:`~mriplatform.cases.ingest.open_audited_hdf5`: no
+    external storage, virtual datasets or links). The values of ``kspace``, ``mask`` and the
+    reference reconstructions are copied bit for bit into fresh datasets
+    (:func:`copy_values`: gzip kept, dataset attributes dropped); ``ismrmrd_header`` is
     rewritten by :func:`scrub_ismrmrd_header`; the root attribute ``patient_id`` becomes the
     subject code and unknown root attributes and objects are dropped.
     """
     report = _new_report(ctx, "fastmri_h5")
-    try:
-        source = _open_h5(src)
-    except OSError as exc:
-        raise DeidentificationError(f"the HDF5 file cannot be opened: {exc}") from exc
+    source = open_audited_hdf5(src, error=DeidentificationError)
     with source, _open_h5(dst, "w") as out:
         if "kspace" not in source:
             raise DeidentificationError("not a fastMRI file: no 'kspace' dataset")
         for name in source:
             if name in FASTMRI_ARRAYS and isinstance(source[name], h5py.Dataset):
-                source.copy(source[name], out, name=name, without_attrs=True)
+                copy_values(source[name], out, name)
                 report.note("K", name)
             elif name == "ismrmrd_header":
                 xml = scrub_ismrmrd_header(_read_text(source[name]), ctx, report)
@@ -822,6 +844,13 @@ def ismrmrd_to_kspace(group: h5py.Group, header: ET.Element) -> tuple[np.ndarray
     column, slices, imaging = layout.column, layout.slices, layout.imaging
     n_coils, n_samples, width = layout.n_coils, layout.n_samples, layout.width
     payload = data["data"][imaging]
+    expected = 2 * n_coils * n_samples
+    short = [i for i, flat in enumerate(payload) if np.size(flat) != expected]
+    if short:
+        raise DeidentificationError(
+            f"{len(short)} ISMRMRD readout(s) hold a number of values other than "
+            f"2 x {n_coils} channels x {n_samples} samples"
+        )
     readouts = np.stack([np.asarray(flat, dtype=np.float32) for flat in payload])
     readouts = readouts.view(np.complex64).reshape(len(payload), n_coils, n_samples)
     # Accumulate on an (S, W, C, H) grid so repeated lines add up, then average them.
@@ -844,15 +873,13 @@ def deidentify_ismrmrd_h5(
     ``to_fastmri=True`` (what the platform stores) writes the fastMRI layout: ``kspace``
     (S, C, H, W) complex64 gridded by :func:`ismrmrd_to_kspace`, ``mask`` (W,) and the
     scrubbed header as ``ismrmrd_header``. ``to_fastmri=False`` keeps the ISMRMRD layout:
-    ``dataset/data`` and ``dataset/waveforms`` copied bit for bit (acquisition headers hold
-    counters, positions and time-of-day stamps, nothing that names the patient) and
+    the values of ``dataset/data`` and ``dataset/waveforms`` copied bit for bit
+    (acquisition headers hold counters, positions and time-of-day stamps, nothing that
+    names the patient) and
     ``dataset/xml`` scrubbed; every other object is dropped.
     """
     report = _new_report(ctx, "ismrmrd_h5")
-    try:
-        source = _open_h5(src)
-    except OSError as exc:
-        raise DeidentificationError(f"the HDF5 file cannot be opened: {exc}") from exc
+    source = open_audited_hdf5(src, error=DeidentificationError)
     with source, _open_h5(dst, "w") as out:
         names = [k for k in source if k != "dataset"]
         group = source.get("dataset")
@@ -876,8 +903,8 @@ def deidentify_ismrmrd_h5(
             text = np.array(clean.decode(), dtype=h5py.string_dtype()).reshape(shape or ())
             target.create_dataset("xml", data=text, dtype=h5py.string_dtype())
             for name in group:
-                if name in ("data", "waveforms"):
-                    group.copy(group[name], target, name=name, without_attrs=True)
+                if name in ("data", "waveforms") and isinstance(group[name], h5py.Dataset):
+                    copy_values(group[name], target, name)
                     report.note("K", f"dataset/{name}")
                 elif name != "xml":
                     report.note("X", f"dataset/{name}")

@@ -14,8 +14,12 @@ parsed with ``defusedxml`` (no entity expansion, no external entities).
 from __future__ import annotations
 
 import io
+import math
+import os
 import posixpath
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,9 +31,11 @@ import pydicom
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.pixels import get_decoder
 from pydicom.uid import EnhancedMRImageStorage, MRImageStorage
 
+from recon_engine.io.hdf5_safety import UnsafeHDF5Error, audit_hdf5, first_non_finite_slice
 from recon_engine.io.ismrmrd_header import acquired_window
 from recon_engine.io.ismrmrd_header import parse_ismrmrd_header as parse_header_info
 from recon_engine.registry import ReconError
@@ -43,7 +49,32 @@ SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"  # SC, multi-frame SC 7.1
 MAX_ZIP_MEMBERS = 5000
 MAX_ZIP_BYTES = 2 * 1024**3
 MAX_ZIP_RATIO = 200  # uncompressed / compressed per member; DICOM compresses ~2-10x
+RATIO_FREE_BYTES = 64 * 1024  # tiny members may compress better than MAX_ZIP_RATIO
+INFLATE_BLOCK_BYTES = 64 * 1024
 MAX_PROBLEMS_SHOWN = 5
+MAX_SEQUENCE_DEPTH = 16  # DICOM sequences nest a few levels; hostile files nest hundreds
+MAX_DICOM_PIXEL_BYTES = 1024**3  # decoded pixels of one instance (as float64)
+# What pydicom raises on hostile bytes. It parses lazily and converts each value on first
+# access, so any of these can surface long after dcmread returned.
+DICOM_ERRORS = (
+    InvalidDicomError,
+    BytesLengthException,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    OSError,
+    TypeError,
+    AttributeError,
+    OverflowError,
+    NotImplementedError,
+    struct.error,
+    RecursionError,
+)
+MAX_SUMMARY_TEXT = 64  # vendor, model, body part as shown in the summary
+MAX_HEADER_BYTES = 16 * 1024**2  # an ISMRMRD XML header is a few kB
+MAX_SLICE_BYTES = 1024**3  # one k-space slice (C, H, W) complex64; fastMRI's are ~10 MB
+MAX_GRID_BYTES = 8 * 1024**3  # gridded ISMRMRD k-space (S, C, H, W) complex64
 
 
 class IngestError(ValueError):
@@ -139,27 +170,38 @@ def _text(root: ET.Element | None, path: str) -> str | None:
 def header_summary(root: ET.Element) -> dict[str, Any]:
     """Scanner and encoding facts of an ISMRMRD header (none of them identifying)."""
     summary: dict[str, Any] = {}
-    strength = _text(root, "acquisitionSystemInformation/systemFieldStrength_T")
-    if strength:
-        summary["field_strength_t"] = float(strength)
+    strength = _number(_text(root, "acquisitionSystemInformation/systemFieldStrength_T"))
+    if strength is not None and strength > 0:
+        summary["field_strength_t"] = strength
     for key, path in (
         ("vendor", "acquisitionSystemInformation/systemVendor"),
         ("model", "acquisitionSystemInformation/systemModel"),
-        ("receiver_channels", "acquisitionSystemInformation/receiverChannels"),
         ("body_part", "studyInformation/bodyPartExamined"),
     ):
         value = _text(root, path)
         if value:
-            summary[key] = int(value) if key == "receiver_channels" else value
+            summary[key] = value[:MAX_SUMMARY_TEXT]
+    channels = _count(_text(root, "acquisitionSystemInformation/receiverChannels"))
+    if channels is not None:
+        summary["receiver_channels"] = channels
     for key, space in (("encoded_matrix", "encodedSpace"), ("recon_matrix", "reconSpace")):
-        size = [_text(root, f"encoding/{space}/matrixSize/{a}") for a in ("x", "y", "z")]
-        if all(size):
-            summary[key] = [int(v) for v in size]
+        size = [_count(_text(root, f"encoding/{space}/matrixSize/{a}")) for a in ("x", "y", "z")]
+        if all(v is not None for v in size):
+            summary[key] = size
     for key, name in (("tr_ms", "TR"), ("te_ms", "TE"), ("ti_ms", "TI")):
-        value = _text(root, f"sequenceParameters/{name}")
-        if value:
-            summary[key] = float(value)
+        value = _number(_text(root, f"sequenceParameters/{name}"))
+        if value is not None:
+            summary[key] = value
     return summary
+
+
+def _count(text: str | None) -> int | None:
+    """A header count (matrix size, channels) as an int in 0..2**31, or None if not one."""
+    try:
+        value = int(text or "")
+    except ValueError:
+        return None
+    return value if 0 <= value < 2**31 else None
 
 
 # ISMRMRD acquisition flag bits (ismrmrd/ismrmrd.h; bit n is 1 << (n - 1)).
@@ -232,22 +274,34 @@ def ismrmrd_layout(
     channels = head["active_channels"][imaging]
     if np.unique(samples).size != 1 or np.unique(channels).size != 1:
         raise error(f"{prefix}ISMRMRD readouts differ in number of samples or channels")
+    if int(samples[0]) == 0 or int(channels[0]) == 0:
+        raise error(f"{prefix}ISMRMRD readouts with no samples or no active channels")
     step1 = idx["kspace_encode_step_1"].astype(np.int64)
     lines = int(step1.max()) + 1
-    limit = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/maximum")
-    if limit is not None:
-        lines = max(lines, int(limit) + 1)
+    limits = {
+        key: _text(root, path)
+        for key, path in (
+            ("maximum", "encoding/encodingLimits/kspace_encoding_step_1/maximum"),
+            ("center", "encoding/encodingLimits/kspace_encoding_step_1/center"),
+            ("encoded", "encoding/encodedSpace/matrixSize/y"),
+        )
+    }
+    counts = {key: _count(text) for key, text in limits.items()}
+    malformed = [k for k, text in limits.items() if text is not None and counts[k] is None]
+    if malformed:
+        raise error(f"{prefix}malformed ISMRMRD encoding limits ({', '.join(malformed)})")
+    if counts["maximum"] is not None:
+        lines = max(lines, counts["maximum"] + 1)
     # Place the lines as fastMRI does, so that the k-space centre (encoding limit "center")
     # lands on column encoded_y // 2 and partial-Fourier data stays centred.
     offset, width = 0, lines
-    encoded = _text(root, "encoding/encodedSpace/matrixSize/y")
-    center = _text(root, "encoding/encodingLimits/kspace_encoding_step_1/center")
+    encoded, center = counts["encoded"], counts["center"]
     if encoded is not None and center is not None:
-        left = int(encoded) // 2 - int(center)
-        if 0 <= left and left + lines <= int(encoded):
-            offset, width = left, int(encoded)
+        left = encoded // 2 - center
+        if 0 <= left and left + lines <= encoded:
+            offset, width = left, encoded
     slices = idx["slice"].astype(np.int64)
-    return IsmrmrdLayout(
+    layout = IsmrmrdLayout(
         imaging=imaging,
         column=step1 + offset,
         slices=slices,
@@ -257,6 +311,16 @@ def ismrmrd_layout(
         width=width,
         window=(offset, offset + lines),
     )
+    # Checked before anything is allocated: the gridded k-space is held in memory.
+    grid_bytes = 8 * layout.n_slices * layout.n_coils * layout.n_samples * layout.width
+    if grid_bytes > MAX_GRID_BYTES:
+        raise error(
+            f"{prefix}the acquisitions declare a k-space grid of {layout.n_slices} slices x "
+            f"{layout.n_coils} coils x {layout.n_samples} x {layout.width} "
+            f"({grid_bytes / 1024**3:.1f} GiB), more than the limit of "
+            f"{MAX_GRID_BYTES / 1024**3:.0f} GiB"
+        )
+    return layout
 
 
 # --------------------------------------------------------------------------------------
@@ -296,6 +360,44 @@ def _safe_member_name(name: str) -> bool:
     return ".." not in parts and ".." not in name.replace("\\", "/").split("/")
 
 
+def _inflate(
+    archive: zipfile.ZipFile, member: zipfile.ZipInfo, archive_name: str, total: int, budget: int
+) -> tuple[int, list[bytes]]:
+    """Inflate one member a block at a time, stopping as soon as it grows past its declared
+    size or the archive's budget; returns the new running total and the blocks."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with archive.open(member) as handle:
+            while chunk := handle.read(INFLATE_BLOCK_BYTES):
+                size += len(chunk)
+                total += len(chunk)
+                if size > member.file_size:
+                    raise IngestError(
+                        f"{archive_name}: {member.filename} inflates past its declared size"
+                    )
+                if total > budget:
+                    raise IngestError(
+                        f"{archive_name}: uncompressed size exceeds the limit of "
+                        f"{budget / 1024**2:.0f} MiB for this archive, refused as a "
+                        "possible zip bomb"
+                    )
+                chunks.append(chunk)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        NotImplementedError,
+    ) as exc:
+        if isinstance(exc, IngestError):
+            raise
+        raise IngestError(f"{archive_name}: {member.filename} is corrupt ({exc})") from exc
+    return total, chunks
+
+
 def extract_zip(
     data: bytes,
     archive_name: str,
@@ -311,7 +413,7 @@ def extract_zip(
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, struct.error) as exc:
         raise IngestError(f"{archive_name}: not a readable zip archive ({exc})") from exc
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -334,6 +436,8 @@ def extract_zip(
             )
         files: list[tuple[str, bytes]] = []
         total = 0
+        # The whole archive may not inflate more than max_ratio times its size either.
+        budget = min(max_bytes, max(max_ratio * len(data), RATIO_FREE_BYTES))
         for member in members:
             base = posixpath.basename(member.filename)
             if (
@@ -344,26 +448,12 @@ def extract_zip(
                 continue
             if member.flag_bits & 0x1:
                 raise IngestError(f"{archive_name}: {member.filename} is encrypted")
-            if member.file_size > max_ratio * max(member.compress_size, 1) and (
-                member.file_size > 1024**2
-            ):
+            if member.file_size > max(max_ratio * member.compress_size, RATIO_FREE_BYTES):
                 raise IngestError(
                     f"{archive_name}: {member.filename} compresses more than "
                     f"{max_ratio}:1, refused as a possible zip bomb"
                 )
-            chunks = []
-            try:
-                with archive.open(member) as handle:
-                    while chunk := handle.read(1024**2):
-                        total += len(chunk)
-                        if total > max_bytes:
-                            raise IngestError(
-                                f"{archive_name}: uncompressed size exceeds the limit of "
-                                f"{max_bytes / 1024**2:.0f} MiB"
-                            )
-                        chunks.append(chunk)
-            except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
-                raise IngestError(f"{archive_name}: {member.filename} is corrupt ({exc})") from exc
+            total, chunks = _inflate(archive, member, archive_name, total, budget)
             content = b"".join(chunks)
             if content[:4] == ZIP_SIGNATURE:
                 raise IngestError(
@@ -387,23 +477,90 @@ def _expected_pixel_bytes(ds: Dataset) -> int:
     return int(ds.Rows) * int(ds.Columns) * frames * samples * bits // 8
 
 
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def validate_dicom(name: str, data: bytes) -> tuple[Dataset, list[str]]:
-    """Parse one instance and return it with the problems that make it unusable."""
+    """Parse one instance and return it with the problems that make it unusable.
+
+    A dataset without problems has had every attribute value converted (so later reads
+    cannot fail) and its pixel data decoded once."""
     try:
         return _validate_dicom(name, data)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+    except DICOM_ERRORS as exc:
         # pydicom converts values lazily: a malformed IS/DS or UID surfaces only here.
-        return Dataset(), [f"{name}: malformed DICOM attribute value ({exc})"]
+        return Dataset(), [f"{name}: malformed DICOM attribute value ({_short(exc)})"]
+
+
+def convert_all_values(ds: Dataset, max_depth: int = MAX_SEQUENCE_DEPTH) -> None:
+    """Convert every attribute of ``ds`` and its sequence items (pydicom converts lazily,
+    on first access); ValueError if sequences nest deeper than ``max_depth``."""
+    pending = [(ds, 0)]
+    while pending:
+        dataset, depth = pending.pop()
+        if depth > max_depth:
+            raise ValueError(f"sequences nested deeper than {max_depth} levels")
+        for elem in dataset:
+            if elem.VR == "SQ":
+                pending.extend((item, depth + 1) for item in elem.value or [])
+            else:
+                _ = elem.value
+
+
+def _pixel_problems(ds: Dataset) -> list[str]:
+    """What makes the image pixel module unusable (checked before anything is decoded)."""
+    rows, columns = int(ds.Rows or 0), int(ds.Columns or 0)
+    if rows <= 0 or columns <= 0:
+        return [f"Rows/Columns are {rows} x {columns}"]
+    problems = []
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        problems.append(f"PhotometricInterpretation {photometric[:32]!r} is not MONOCHROME1/2")
+    if int(ds.get("SamplesPerPixel", 1) or 0) != 1:
+        problems.append("SamplesPerPixel must be 1 for MR images")
+    if "PixelData" in ds:
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+        stored = int(ds.get("BitsStored", 0) or 0)
+        if bits not in (8, 16, 32):
+            problems.append(f"BitsAllocated {bits} is not 8, 16 or 32")
+        elif not 1 <= stored <= bits:
+            problems.append(f"BitsStored {stored} is not within 1..{bits}")
+        if int(ds.get("PixelRepresentation", 0) or 0) not in (0, 1):
+            problems.append("PixelRepresentation must be 0 or 1")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames <= 0 or rows * columns * frames * 8 > MAX_DICOM_PIXEL_BYTES:
+        problems.append(f"{frames} frame(s) of {rows} x {columns} exceed the size limit")
+    return problems
+
+
+def _decode_problem(ds: Dataset) -> str | None:
+    """Decode the pixel data once (as the previews and jobs will); the reason it fails."""
+    if "PixelData" not in ds:
+        return None
+    try:
+        decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+        pixels, _ = decoder.as_array(ds)
+    except (*DICOM_ERRORS, RuntimeError) as exc:
+        return f"pixel data cannot be decoded ({_short(exc)})"
+    if pixels.size == 0:
+        return "pixel data decodes to an empty image"
+    return None
 
 
 def _validate_dicom(name: str, data: bytes) -> tuple[Dataset, list[str]]:
     try:
         ds = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
-        return Dataset(), [f"{name}: corrupt or truncated DICOM ({exc})"]
+    except DICOM_ERRORS as exc:
+        return Dataset(), [f"{name}: corrupt or truncated DICOM ({_short(exc)})"]
     if len(ds) == 0:
         # pydicom stops quietly at the end of the data: a file cut inside the header.
         return ds, [f"{name}: corrupt or truncated DICOM (no data elements after the header)"]
+    try:
+        convert_all_values(ds)
+    except DICOM_ERRORS as exc:
+        return Dataset(), [f"{name}: malformed DICOM attribute value ({_short(exc)})"]
     problems: list[str] = []
     modality = str(ds.get("Modality", "")).strip()
     sop_class = str(ds.get("SOPClassUID", ""))
@@ -420,12 +577,16 @@ def _validate_dicom(name: str, data: bytes) -> tuple[Dataset, list[str]]:
         problems.append(f"{name}: no pixel data (the file may be truncated)")
     elif "Rows" not in ds or "Columns" not in ds:
         problems.append(f"{name}: Rows/Columns missing")
+    elif pixel_problems := _pixel_problems(ds):
+        problems += [f"{name}: {p}" for p in pixel_problems]
     elif "PixelData" in ds and not ds.file_meta.TransferSyntaxUID.is_compressed:
         expected = _expected_pixel_bytes(ds)
         if len(ds.PixelData) < expected:
             problems.append(
                 f"{name}: pixel data truncated ({len(ds.PixelData)} of {expected} bytes)"
             )
+    if not problems and (problem := _decode_problem(ds)):
+        problems.append(f"{name}: {problem}")
     if not str(ds.get("SOPInstanceUID", "")).strip():
         problems.append(f"{name}: SOPInstanceUID missing")
     if not str(ds.get("SeriesInstanceUID", "")).strip():
@@ -433,11 +594,21 @@ def _validate_dicom(name: str, data: bytes) -> tuple[Dataset, list[str]]:
     return ds, problems
 
 
-def _number(value: Any) -> float | None:
+def _integer(value: Any) -> int:
+    """``value`` as an int; 0 when it is missing or not a whole number."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, malformed, NaN or infinite)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _dicom_plan(files: list[tuple[str, bytes]]) -> UploadPlan:
@@ -455,7 +626,7 @@ def _dicom_plan(files: list[tuple[str, bytes]]) -> UploadPlan:
                 name=name,
                 data=data,
                 sop_instance_uid=str(ds.SOPInstanceUID),
-                instance_number=int(ds.get("InstanceNumber", 0) or 0),
+                instance_number=_integer(ds.get("InstanceNumber")),
                 slice_location=_number(ds.get("SliceLocation")),
             )
         )
@@ -521,10 +692,10 @@ def _dicom_plan(files: list[tuple[str, bytes]]) -> UploadPlan:
                 "\\".join(map(str, value))
                 if isinstance(value, list | tuple | pydicom.multival.MultiValue)
                 else str(value)
-            )
-    spacing = first.get("PixelSpacing")
-    if spacing:
-        summary["pixel_spacing_mm"] = [float(v) for v in spacing]
+            )[:MAX_SUMMARY_TEXT]
+    spacing = [_number(v) for v in (first.get("PixelSpacing") or [])]
+    if spacing and None not in spacing:
+        summary["pixel_spacing_mm"] = spacing
     return UploadPlan(kind="dicom", summary=summary, dicom_items=items, warnings=warnings)
 
 
@@ -540,24 +711,65 @@ def _raise(problems: list[str]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _open(upload: Any) -> h5py.File:
+def _open(upload: Any) -> tuple[h5py.File, int]:
+    """The upload (a path, an uploaded file or a binary stream) opened read-only, and its
+    size in bytes."""
+    if isinstance(upload, str | os.PathLike):
+        return h5py.File(upload, "r"), os.path.getsize(upload)
     temp_path = getattr(upload, "temporary_file_path", None)
     if callable(temp_path):
-        return h5py.File(temp_path(), "r")
+        return h5py.File(temp_path(), "r"), os.path.getsize(temp_path())
     handle = upload if hasattr(upload, "seek") else upload.file
+    size = handle.seek(0, os.SEEK_END)
     handle.seek(0)
-    return h5py.File(handle, "r")
+    return h5py.File(handle, "r"), size
+
+
+def open_audited_hdf5(upload: Any, error: type[Exception] = IngestError) -> h5py.File:
+    """Open an uploaded HDF5 file and audit its structure before any value is read:
+    external storage, virtual datasets, soft/external links, plugin filters and datasets
+    that declare more than they store are refused with ``error`` (naming the object)."""
+    name = posixpath.basename(str(getattr(upload, "name", "") or upload))
+    try:
+        h5, size = _open(upload)
+    except OSError as exc:
+        raise error(f"{name}: corrupt or truncated HDF5 file ({exc})") from exc
+    try:
+        audit_hdf5(h5, size)
+    except UnsafeHDF5Error as exc:
+        h5.close()
+        raise error(f"{name}: {exc}") from exc
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        h5.close()
+        raise error(f"{name}: corrupt or truncated HDF5 file ({exc})") from exc
+    return h5
+
+
+def _small_dataset(h5: h5py.File | h5py.Group, key: str, limit: int) -> h5py.Dataset:
+    """``h5[key]`` if it is a dataset of at most ``limit`` declared bytes."""
+    dataset = h5[key]
+    if not isinstance(dataset, h5py.Dataset):
+        raise IngestError(f"'{key}' is not a dataset")
+    if dataset.size * dataset.dtype.itemsize > limit:
+        raise IngestError(f"'{key}' is {dataset.shape} {dataset.dtype}, larger than expected")
+    return dataset
 
 
 def _header_bytes(h5: h5py.File | h5py.Group, key: str) -> bytes:
-    value = h5[key][()]
+    dataset = _small_dataset(h5, key, MAX_HEADER_BYTES)
+    if dataset.size != 1:
+        raise IngestError(f"'{key}' must hold one XML string, found shape {dataset.shape}")
+    value = dataset[()]
     if isinstance(value, np.ndarray):
         value = value.reshape(-1)[0]
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _read_header(h5: h5py.File | h5py.Group, key: str, name: str) -> ET.Element:
-    return parse_ismrmrd_header(_header_bytes(h5, key))
+    try:
+        return parse_ismrmrd_header(_header_bytes(h5, key))
+    except IngestError as exc:
+        raise IngestError(f"{name}: {exc}") from exc
 
 
 def _acquired_columns(h5: h5py.File, width: int) -> tuple[int, int]:
@@ -588,22 +800,25 @@ def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
     width = kspace.shape[-1]
     mask = None
     if "mask" in h5:
-        mask = np.asarray(h5["mask"][()]).reshape(-1)
-        if mask.size != width:
+        declared = h5["mask"].size if isinstance(h5["mask"], h5py.Dataset) else -1
+        if declared != width:
             raise IngestError(
-                f"{name}: mask has {mask.size} entries but k-space has {width} "
+                f"{name}: mask has {declared} entries but k-space has {width} "
                 "phase-encode columns (last axis)"
             )
+        mask = np.asarray(h5["mask"][()]).reshape(-1)
     try:
-        # Reading the first and last slices checks that the data really is in the file.
-        first = np.asarray(kspace[0])
-        last = np.asarray(kspace[-1])
+        # Every slice is read (one block of chunks at a time): the data must really be in
+        # the file and finite everywhere, not only in the slices a spot check would see.
+        bad_slice = first_non_finite_slice(kspace, MAX_SLICE_BYTES)
+    except UnsafeHDF5Error as exc:
+        raise IngestError(f"{name}: {exc}") from exc
     except (OSError, RuntimeError) as exc:
         raise IngestError(
             f"{name}: k-space cannot be read, the file is truncated or corrupt ({exc})"
         ) from exc
-    if not (np.isfinite(first).all() and np.isfinite(last).all()):
-        raise IngestError(f"{name}: k-space contains NaN or infinite values")
+    if bad_slice is not None:
+        raise IngestError(f"{name}: k-space slice {bad_slice} contains NaN or infinite values")
     root = _read_header(h5, "ismrmrd_header", name) if "ismrmrd_header" in h5 else None
     left, right = _acquired_columns(h5, width)
     if mask is not None:
@@ -672,10 +887,7 @@ def _ismrmrd_summary(name: str, h5: h5py.File) -> dict[str, Any]:
 
 
 def _hdf5_plan(name: str, upload: Any) -> UploadPlan:
-    try:
-        h5 = _open(upload)
-    except OSError as exc:
-        raise IngestError(f"{name}: corrupt or truncated HDF5 file ({exc})") from exc
+    h5 = open_audited_hdf5(upload)
     warnings: list[str] = []
     try:
         with h5:
@@ -694,8 +906,11 @@ def _hdf5_plan(name: str, upload: Any) -> UploadPlan:
                     f"{name}: HDF5 file is neither fastMRI (no 'kspace' dataset) "
                     "nor ISMRMRD (no 'dataset' group)"
                 )
-    except (OSError, RuntimeError, KeyError) as exc:
-        raise IngestError(f"{name}: corrupt or truncated HDF5 file ({exc})") from exc
+    except IngestError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        # A value of the wrong type or size somewhere in the file (h5py or numpy refuses it).
+        raise IngestError(f"{name}: corrupt or malformed HDF5 file ({exc})") from exc
     if dropped:
         warnings.append("not kept by de-identification: " + ", ".join(dropped))
     if hasattr(upload, "seek"):
