@@ -5,6 +5,9 @@ tags, descriptions, dates, device and operator names, the original UIDs, the fil
 the source, anything a scanner or reconstruction might add later) is simply absent. UIDs
 are derived from HMAC-SHA256 keyed by the read's alias, so they are stable for one alias
 (the viewer can cache and scroll) but cannot be linked to the source or to another alias.
+Every derived UID has the same length (:data:`UID_LENGTH`), so an instance blinded with
+placeholder UIDs becomes a reader's instance by overwriting those bytes in place
+(:mod:`studies.reading` stores each series once that way).
 Pixel values are kept exactly (stored values, rescale slope and intercept unchanged).
 """
 
@@ -47,10 +50,17 @@ class BlindingError(ValueError):
     """The source instance cannot be blinded (no pixels, unreadable, multi-frame...)."""
 
 
+UID_LENGTH = 44
+_UID_DIGITS = 10**38
+
+
 def alias_uid(alias: str, label: str) -> str:
-    """A ``2.25.<int>`` UID from HMAC-SHA256(key=alias, msg=label), 128 bits (<= 44 chars)."""
+    """A ``2.25.<int>`` UID from HMAC-SHA256(key=alias, msg=label), always 44 characters.
+
+    The integer is ``10**38 + (h mod 10**38)`` with ``h`` the first 128 bits of the HMAC:
+    always 39 digits (no leading zero) and below 2**128, as PS3.5 B.2 asks of 2.25 UIDs."""
     digest = hmac.new(alias.encode(), label.encode(), hashlib.sha256).digest()
-    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+    return f"2.25.{_UID_DIGITS + int.from_bytes(digest[:16], 'big') % _UID_DIGITS}"
 
 
 def _window(ds: Dataset) -> tuple[float, float]:
@@ -79,6 +89,11 @@ def blinded_dicom(
         src = pydicom.dcmread(io.BytesIO(instance_bytes), force=True)
     except Exception as exc:  # pydicom raises many types for damaged input
         raise BlindingError(f"not a readable DICOM instance: {exc}") from None
+    return blind_dataset(src, alias, slice_index, shared_study_uid)
+
+
+def blind_dataset(src: Dataset, alias: str, slice_index: int, shared_study_uid: str) -> bytes:
+    """:func:`blinded_dicom` of an already parsed instance ``src``."""
     if "PixelData" not in src:
         raise BlindingError("the instance has no pixel data")
     if int(src.get("NumberOfFrames", 1) or 1) != 1:

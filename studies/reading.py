@@ -1,5 +1,5 @@
-"""Reader-side services: worklist, the reader's own reads, next read, opaque image tokens and
-blinded instances with a small in-process cache.
+"""Reader-side services: worklist, the reader's own reads, next read, and the opaque image
+tokens of their image sets.
 
 Blinding rules kept here (the views only render what these return):
 
@@ -7,26 +7,14 @@ Blinding rules kept here (the views only render what these return):
   study is open and the session is available and not finished (:func:`reader_item`,
   otherwise ``Http404``): after finishing a session its reads, answers and images are out of
   reach, so nothing of an earlier session can be looked at again during or after the washout.
-* Image URLs are ``/read/i/<token>/`` where ``token`` = HMAC-SHA256(SECRET_KEY, image alias
-  and slice index), 128 bits, base64url: it names no instance, file, series or UID and
-  cannot be derived without the server's key. Each server process keeps the map token ->
-  (read, side, slice) in memory (bounded); a process that has not seen a token rebuilds the
-  entries of the requesting reader's readable reads, so any process can serve any token. The
-  rebuild runs at most once per reader and process every ``TOKEN_REBUILD_INTERVAL_S``
-  seconds, so unknown tokens cannot make a reader's requests re-query all their reads.
-* Pixel values are normalised per image set before blinding: the stored values become
-  ``round(max(v, 0) / hi * 65535)`` (uint16, RescaleSlope 1, RescaleIntercept 0) with ``v``
-  the modality values and ``hi = max v`` over the whole series. Magnitude images carry no
-  meaningful negative signal; negatives (e.g. a network's undershoot) are clipped to 0, so
-  zero signal is stored as 0 in every arm: the background is equally dark whatever the
-  method, and ROI ratios (SNR, CNR) keep their zero. A reconstruction's own scaling (e.g.
-  ``RescaleSlope = max / 65535`` of the engine's writer, or a network's output range)
-  therefore never reaches the reader, while grey levels still compare across the slices of
-  a series. For the engine's writer (``hi = 65535 * slope``) the stored pixel values are
-  kept exactly. The image matrix and slice count are inherent to an image set
-  (a super-resolution arm has a larger matrix) and are not hidden.
-* Slices are served in anatomical order: sorted by position along the slice normal
-  (ImagePositionPatient . (row x column)), then SliceLocation, then InstanceNumber.
+* Image URLs are ``/read/s/<token>/`` (the whole image set, multipart/related) and
+  ``/read/i/<token>/<n>/`` (slice n in anatomical order) where ``token`` =
+  HMAC-SHA256(SECRET_KEY, image alias), 128 bits, base64url: it names no instance, file,
+  series or UID and cannot be derived without the server's key. The token is stored with
+  its read and side (:class:`studies.models.ImageSet`) when the reading page is rendered, so
+  every web process resolves it with one indexed query (:func:`resolve_token`): nothing
+  lives in a process's memory.
+* Pixel values, slice order and the stored blinded instances: :mod:`studies.display`.
 """
 
 from __future__ import annotations
@@ -34,32 +22,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import io
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-import pydicom
 from django.conf import settings
 from django.db.models import Count, Q
 from django.http import Http404
 from django.utils import timezone
 
-from mriplatform.cases.models import Instance
 from studies import services
-from studies.blinding import alias_uid, blinded_dicom
-from studies.models import Answer, Question, ReadingSession, ReadItem
+from studies.models import Answer, ImageSet, Question, ReadingSession, ReadItem
 from studies.permissions import readable_studies
-
-TOKEN_MAP_ENTRIES = 500_000
-TOKEN_REBUILD_INTERVAL_S = 60.0
-BLINDED_CACHE_BYTES = 96 * 1024 * 1024
-NORMALISED_MAX = 65535
-
 
 # --------------------------------------------------------------------------- worklist
 
@@ -225,252 +199,88 @@ def finish(item: ReadItem, user, now: datetime | None = None) -> ReadingSession:
 # --------------------------------------------------------------------------- images
 
 
-def _image_aliases(item: ReadItem) -> list[tuple[int, str, Any]]:
-    """(side, image alias, arm) of the read: side 0 the left/only image set, 1 the right."""
-    sides = [(0, item.alias, item.arm)]
+def _image_aliases(item: ReadItem) -> list[tuple[int, str]]:
+    """(side, image alias) of the read: side 0 the left/only image set, 1 the right."""
+    sides = [(0, item.alias)]
     if item.second_arm_id is not None and item.second_alias:
-        sides.append((1, item.second_alias, item.second_arm))
+        sides.append((1, item.second_alias))
     return sides
 
 
-class _TokenMap:
-    """Thread-safe, bounded (least recently registered dropped first) map of token ->
-    (read pk, side, slice index, image-set series pk)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.data: OrderedDict[str, tuple[int, int, int, int]] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def update(self, entries: dict[str, tuple[int, int, int, int]]) -> None:
-        with self.lock:
-            for key, value in entries.items():
-                self.data[key] = value
-                self.data.move_to_end(key)
-            while len(self.data) > self.limit:
-                self.data.popitem(last=False)
-
-    def get(self, key: str) -> tuple[int, int, int, int] | None:
-        with self.lock:
-            return self.data.get(key)
-
-
-_tokens = _TokenMap(TOKEN_MAP_ENTRIES)
-
-
-def image_token(image_alias: str, slice_index: int) -> str:
-    """The opaque URL token of one slice of one image set (128-bit HMAC, base64url)."""
-    msg = f"reading-image|{image_alias}|{slice_index}".encode()
+def image_token(image_alias: str) -> str:
+    """The opaque URL token of one image set (128-bit HMAC-SHA256 keyed by the server's
+    secret, base64url, 22 characters): it names no read, series, file or UID."""
+    msg = f"reading-image-set|{image_alias}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), msg, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def image_urls(item: ReadItem) -> list[list[str]]:
-    """Per side, the blinded image URLs of the read in anatomical order; registers the
-    tokens so :func:`resolve_token` finds them."""
-    from django.urls import reverse
-
-    urls = []
-    entries = {}
+def image_sets(item: ReadItem) -> list[tuple[ImageSet | None, int]]:
+    """Per side, the read's :class:`ImageSet` (created on first use, in the database so every
+    web process resolves its token) and its slice count; (None, 0) where the image set is
+    missing."""
     try:
         found = services.read_images(item)
     except services.StudyError:
         found = [None] * len(_image_aliases(item))
-    for (side, image_alias, _arm), series in zip(_image_aliases(item), found, strict=True):
-        count = series.instances.count() if series is not None else 0
-        side_urls = []
-        for index in range(count):
-            token = image_token(image_alias, index)
-            entries[token] = (item.pk, side, index, series.pk)
-            side_urls.append(reverse("reading:image", args=[token]))
-        urls.append(side_urls)
-    _tokens.update(entries)
+    existing = {s.side: s for s in ImageSet.objects.filter(read_item=item)}
+    result = []
+    for (side, image_alias), series in zip(_image_aliases(item), found, strict=True):
+        if series is None:
+            result.append((None, 0))
+            continue
+        current = existing.get(side)
+        if current is None:
+            token = image_token(image_alias)
+            ImageSet.objects.bulk_create(
+                [ImageSet(read_item=item, side=side, token=token, series=series)],
+                ignore_conflicts=True,
+            )
+            current = ImageSet.objects.get(read_item=item, side=side)
+        if current.series_id != series.pk:  # an unpinned read whose arm was reconstructed again
+            current.series = series
+            current.save(update_fields=["series"])
+        result.append((current, series.instances.count()))
+    return result
+
+
+def image_urls(item: ReadItem) -> list[dict[str, Any]]:
+    """Per side: ``series`` (the whole image set in one multipart/related response) and
+    ``slices`` (one URL per slice, anatomical order); empty for a missing image set."""
+    from django.urls import reverse
+
+    urls = []
+    for image_set, count in image_sets(item):
+        if image_set is None:
+            urls.append({"series": None, "slices": []})
+            continue
+        urls.append(
+            {
+                "series": reverse("reading:series", args=[image_set.token]),
+                "slices": [
+                    reverse("reading:image", args=[image_set.token, i]) for i in range(count)
+                ],
+            }
+        )
     return urls
 
 
-_rebuilt_at: dict[int, float] = {}
-_rebuilt_lock = threading.Lock()
-
-
-def _register_available(user, now: datetime) -> None:
-    """Re-register the tokens of every read of ``user`` in available, unfinished sessions of
-    open studies (after a cache miss, e.g. another server process rendered the page).
-
-    At most once per reader and process every ``TOKEN_REBUILD_INTERVAL_S`` seconds (monotonic
-    clock): a burst of unknown tokens costs one rebuild, not one per request."""
-    clock = time.monotonic()
-    with _rebuilt_lock:
-        last = _rebuilt_at.get(user.pk)
-        if last is not None and clock - last < TOKEN_REBUILD_INTERVAL_S:
-            return
-        _rebuilt_at[user.pk] = clock
-        if len(_rebuilt_at) > 10_000:
-            _rebuilt_at.clear()
-            _rebuilt_at[user.pk] = clock
-    items = ReadItem.objects.filter(
-        reader=user,
-        session__study__in=readable_studies(user),
-        session__available_from__lte=now,
-        session__completed_at__isnull=True,
-    ).select_related(
-        "study_case", "arm", "second_arm", "session__study", "image_series", "second_image_series"
-    )
-    for item in items:
-        image_urls(item)
-
-
-def resolve_token(user, token: str, now: datetime | None = None) -> tuple[ReadItem, int, int, int]:
-    """(read, side, slice index, image-set series pk) of ``token`` when it belongs to
-    ``user``'s readable read; Http404 otherwise (a token of another reader looks exactly
-    like an unknown one)."""
+def resolve_token(user, token: str, now: datetime | None = None) -> ImageSet:
+    """The image set of ``token`` when it belongs to ``user``'s read in an open study and an
+    available, unfinished session; Http404 otherwise (a token of another reader looks exactly
+    like an unknown one). One indexed query, whichever process asks."""
     now = now or timezone.now()
     if not (16 <= len(token) <= 32):
         raise Http404("No such image.")
-    found = _tokens.get(token)
-    if found is None:
-        _register_available(user, now)
-        found = _tokens.get(token)
-    if found is None:
-        raise Http404("No such image.")
-    item_pk, side, index, series_pk = found
-    item = (
-        ReadItem.objects.select_related("session__study", "study_case", "arm", "second_arm")
-        .filter(pk=item_pk, reader=user, session__study__in=readable_studies(user))
+    image_set = (
+        ImageSet.objects.select_related("read_item__session__study")
+        .filter(
+            token=token,
+            read_item__reader=user,
+            read_item__session__study__in=readable_studies(user),
+        )
         .first()
     )
-    if item is None or not _reachable(item.session, now):
+    if image_set is None or not _reachable(image_set.read_item.session, now):
         raise Http404("No such image.")
-    return item, side, index, series_pk
-
-
-@dataclass(frozen=True)
-class _SeriesProfile:
-    files: tuple[str, ...]  # storage names of the instances, in anatomical order
-    lo: float
-    hi: float
-
-
-_profiles: OrderedDict[int, _SeriesProfile] = OrderedDict()
-_profiles_lock = threading.Lock()
-
-
-def _modality_values(ds: pydicom.Dataset) -> np.ndarray:
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return ds.pixel_array.astype(np.float64) * slope + intercept
-
-
-def _profile(series_pk: int) -> _SeriesProfile:
-    """Anatomical slice order and value range of a (immutable) output series, cached."""
-    with _profiles_lock:
-        if series_pk in _profiles:
-            _profiles.move_to_end(series_pk)
-            return _profiles[series_pk]
-    keyed, hi = [], 0.0
-    for inst in Instance.objects.filter(series_id=series_pk):
-        with inst.file.open("rb") as fh:
-            ds = pydicom.dcmread(fh, force=True)
-        orientation = np.asarray(ds.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
-        normal = np.cross(orientation[:3], orientation[3:])
-        where = ds.get("ImagePositionPatient")
-        along = float(np.dot(np.asarray(where, float), normal)) if where else None
-        location = ds.get("SliceLocation")
-        keyed.append(
-            (
-                along if along is not None else float(location or 0.0),
-                float(location or 0.0),
-                inst.instance_number,
-                inst.file.name,
-            )
-        )
-        values = _modality_values(ds)
-        hi = max(hi, float(values.max()))
-    keyed.sort()
-    profile = _SeriesProfile(tuple(k[-1] for k in keyed), 0.0, hi if hi > 0 else 1.0)
-    with _profiles_lock:
-        _profiles[series_pk] = profile
-        while len(_profiles) > 512:
-            _profiles.popitem(last=False)
-    return profile
-
-
-def normalised_instance(instance_bytes: bytes, lo: float, hi: float) -> bytes:
-    """The instance with pixel values mapped from [lo, hi] onto 0..65535 (uint16, slope 1,
-    intercept 0), values below ``lo`` clipped to 0: see the module docstring (the reading
-    pages always pass ``lo = 0``, so negative signal is clipped and zero stays 0)."""
-    ds = pydicom.dcmread(io.BytesIO(instance_bytes), force=True)
-    values = np.maximum(_modality_values(ds), lo)
-    stored = np.round((values - lo) / (hi - lo) * NORMALISED_MAX).clip(0, NORMALISED_MAX)
-    ds.PixelData = stored.astype("<u2").tobytes()
-    ds["PixelData"].VR = "OW"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope = 1
-    ds.RescaleIntercept = 0
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=False)
-    return out.getvalue()
-
-
-class _BytesLRU:
-    """A thread-safe LRU of blinded instances bounded by total size in bytes."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget, self.size = budget, 0
-        self.data: OrderedDict[tuple, bytes] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple) -> bytes | None:
-        with self.lock:
-            value = self.data.get(key)
-            if value is not None:
-                self.data.move_to_end(key)
-            return value
-
-    def put(self, key: tuple, value: bytes) -> None:
-        with self.lock:
-            if key in self.data:
-                return
-            self.data[key] = value
-            self.size += len(value)
-            while self.size > self.budget and self.data:
-                _, old = self.data.popitem(last=False)
-                self.size -= len(old)
-
-
-_blinded_cache = _BytesLRU(BLINDED_CACHE_BYTES)
-
-
-def _instance_storage():
-    return Instance._meta.get_field("file").storage
-
-
-def blinded_image(item: ReadItem, side: int, slice_index: int, series_pk: int) -> bytes:
-    """The blinded, normalised DICOM of one slice (anatomical order) of the read's image set
-    on ``side`` (the series ``series_pk`` that :func:`image_urls` found for it); Http404
-    when the slice does not exist."""
-    sides = {s: image_alias for s, image_alias, _ in _image_aliases(item)}
-    if side not in sides:
-        raise Http404("No such image.")
-    image_alias = sides[side]
-    key = (image_alias, slice_index)
-    cached = _blinded_cache.get(key)
-    if cached is not None:
-        return cached
-    profile = _profile(series_pk)
-    if not 0 <= slice_index < len(profile.files):
-        raise Http404("No such image.")
-    with _instance_storage().open(profile.files[slice_index], "rb") as fh:
-        raw = fh.read()
-    data = blinded_dicom(
-        normalised_instance(raw, profile.lo, profile.hi),
-        alias=image_alias,
-        slice_index=slice_index,
-        shared_study_uid=alias_uid(item.alias, "study"),
-    )
-    _blinded_cache.put(key, data)
-    return data
+    return image_set

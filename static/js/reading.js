@@ -236,5 +236,5 @@ document.addEventListener("keydown", (e) => {
 restore().catch((err) => setStatus(`Could not restore answers: ${err.message}`, true));
 viewer.ready.then(() => {
   document.body.dataset.viewerReady = "1";
-  if (config.prefetch.length) viewer.prefetch(config.prefetch);
+  if (config.prefetch.length) viewer.prefetch(config.prefetch.flat());
 }).catch(() => undefined);

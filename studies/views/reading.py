@@ -9,6 +9,7 @@ returned here names a study's arms, protocols, methods, series, files or UIDs.
 from __future__ import annotations
 
 import json
+import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -18,11 +19,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mriplatform.accounts.roles import Role, role_required
-from studies import reading, services
+from studies import display, reading, services
+from studies.blinding import BlindingError
 from studies.questions import CONFIDENCE_MAX, CONFIDENCE_MIN, choice_label, choice_values, scale
 from studies.services import StudyError, save_answer, start_read
 
 MAX_BODY = 256 * 1024
+IMAGE_CACHE_CONTROL = "private, max-age=3600, immutable"
+
+logger = logging.getLogger(__name__)
 
 
 def _error(message: str, status: int) -> JsonResponse:
@@ -72,13 +77,20 @@ def read(request: HttpRequest, alias: str) -> HttpResponse:
     urls = reading.image_urls(item)
     images_missing = not services.read_has_images(item)
     following = reading.next_item(item)
-    prefetch = [u for side in reading.image_urls(following) for u in side] if following else []
+    upcoming = reading.image_urls(following) if following else []
+    upcoming = [side for side in upcoming if side["series"]]
+    sequence, presets = display.window_presets(item.session.study, item.study_case.case.sequence)
     config = {
-        "imageIds": [f"wadouri:{u}" for u in urls[0]],
-        "secondImageIds": [f"wadouri:{u}" for u in urls[1]] if len(urls) > 1 else [],
-        "prefetch": [f"wadouri:{u}" for u in prefetch],
+        "imageIds": [f"wadouri:{u}" for u in urls[0]["slices"]],
+        "secondImageIds": [f"wadouri:{u}" for u in urls[1]["slices"]] if len(urls) > 1 else [],
+        "series": [side["series"] for side in urls],
+        "prefetch": [[f"wadouri:{u}" for u in side["slices"]] for side in upcoming],
+        "prefetchSeries": [side["series"] for side in upcoming],
+        "sequenceType": sequence,
+        "presets": presets,
         "answersUrl": reverse("reading:answers", args=[item.alias]),
         "submitUrl": reverse("reading:submit", args=[item.alias]),
+        "imageErrorUrl": reverse("reading:image_error", args=[item.alias]),
         "worklistUrl": reverse("reading:worklist"),
         "editable": reading.editable(item),
         "submitted": item.submitted_at is not None,
@@ -177,14 +189,77 @@ def finish(request: HttpRequest, alias: str) -> HttpResponse:
     return redirect("reading:worklist")
 
 
-@require_GET
-@role_required(Role.READER)
-def image(request: HttpRequest, token: str) -> HttpResponse:
-    """One blinded DICOM instance (``application/dicom``, no file name, private cache)."""
-    item, side, index, series_pk = reading.resolve_token(request.user, token)
-    response = HttpResponse(
-        reading.blinded_image(item, side, index, series_pk), content_type="application/dicom"
-    )
-    response["Cache-Control"] = "private, max-age=3600"
+def _image_response(body: bytes, content_type: str, tag: str, request) -> HttpResponse:
+    """Blinded image bytes with caching headers for immutable content (private: per reader)."""
+    if request.headers.get("If-None-Match") == tag:
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(body, content_type=content_type)
+    response["ETag"] = tag
+    response["Cache-Control"] = IMAGE_CACHE_CONTROL
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _unavailable(image_set, exc: Exception) -> JsonResponse:
+    logger.error(
+        "blinded image set %s (read %s) could not be built: %s",
+        image_set.pk,
+        image_set.read_item_id,
+        exc,
+    )
+    return _error("this image cannot be shown; the study coordinator has been told", 503)
+
+
+@require_GET
+@role_required(Role.READER)
+def series(request: HttpRequest, token: str) -> HttpResponse:
+    """The whole blinded image set in one ``multipart/related; type="application/dicom"``
+    response (as DICOMweb WADO-RS returns a series), instances in anatomical order."""
+    image_set = reading.resolve_token(request.user, token)
+    try:
+        body, content_type, tag = display.reader_series(image_set)
+    except (BlindingError, OSError, ValueError) as exc:
+        return _unavailable(image_set, exc)
+    return _image_response(body, content_type, tag, request)
+
+
+@require_GET
+@role_required(Role.READER)
+def image(request: HttpRequest, token: str, index: int) -> HttpResponse:
+    """Slice ``index`` (0-based, anatomical order) of an image set: one blinded DICOM
+    instance (``application/dicom``, no file name)."""
+    image_set = reading.resolve_token(request.user, token)
+    try:
+        body, tag = display.reader_instance(image_set, index)
+    except (BlindingError, OSError, ValueError) as exc:
+        return _unavailable(image_set, exc)
+    return _image_response(body, "application/dicom", tag, request)
+
+
+@require_POST
+@role_required(Role.READER)
+def image_error(request: HttpRequest, alias: str) -> HttpResponse:
+    """The viewer reports an image that failed to load ``{"message", "viewport",
+    "slice_index"}``: logged server-side (warning) for the operators; 204."""
+    item = reading.reader_item(request.user, alias)
+    if len(request.body) > 4096:
+        return _error("the request is too large", 400)
+    try:
+        payload = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return _error("the body must be JSON", 400)
+    if not isinstance(payload, dict) or not isinstance(payload.get("message"), str):
+        return _error('expected {"message": ..., "viewport": ..., "slice_index": ...}', 400)
+    numbers = [payload.get("viewport"), payload.get("slice_index")]
+    if not all(n is None or (isinstance(n, int) and not isinstance(n, bool)) for n in numbers):
+        return _error("viewport and slice_index must be integers", 400)
+    logger.warning(
+        "reader %s could not load an image of read %s (viewport %s, slice %s): %s",
+        request.user.pk,
+        item.pk,
+        numbers[0],
+        numbers[1],
+        payload["message"][:500].replace("\n", " "),
+    )
+    return HttpResponse(status=204)

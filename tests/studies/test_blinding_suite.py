@@ -135,16 +135,28 @@ def _harvest(client: Client, item: ReadItem, secrets: set[str]) -> list[pydicom.
         re.search(r'id="reading-config" type="application/json">(.*?)</script>', html).group(1)
     )
     served = []
-    for image_id in config["imageIds"] + config["secondImageIds"] + config["prefetch"]:
-        url = image_id.removeprefix("wadouri:")
-        token = url.rstrip("/").rsplit("/", 1)[-1]
-        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", token)
+    prefetch = [image_id for side in config["prefetch"] for image_id in side]
+    slices = [
+        (i.removeprefix("wadouri:"), r"/read/i/([A-Za-z0-9_-]{22})/\d+/")
+        for i in config["imageIds"] + config["secondImageIds"] + prefetch
+    ]
+    whole = [
+        (u, r"/read/s/([A-Za-z0-9_-]{22})/") for u in config["series"] + config["prefetchSeries"]
+    ]
+    datasets = []
+    for url, pattern in slices + whole:
+        assert re.fullmatch(pattern, url), url
         assert item.alias not in url and (item.second_alias or "-" * 40) not in url
         response = client.get(url)
         assert response.status_code == 200
         _check_headers(response, secrets, "image")
         _check_text(response.content.decode("latin-1"), secrets, f"DICOM bytes {url}")
-        ds = pydicom.dcmread(io.BytesIO(response.content))
+        if "/read/s/" in url:
+            datasets += _multipart_parts(response)
+        else:
+            datasets.append(response.content)
+    for data in datasets:
+        ds = pydicom.dcmread(io.BytesIO(data))
         for element in ds.iterall():
             assert not element.tag.is_private, f"private tag {element.tag} served"
             if element.tag != 0x7FE00010:
@@ -153,6 +165,16 @@ def _harvest(client: Client, item: ReadItem, secrets: set[str]) -> list[pydicom.
             _check_text(str(element.value), secrets, "DICOM file meta")
         served.append(ds)
     return served
+
+
+def _multipart_parts(response) -> list[bytes]:
+    """The bodies of a multipart/related response (standard library MIME parser)."""
+    import email.parser
+    import email.policy
+
+    raw = f"Content-Type: {response['Content-Type']}\r\n\r\n".encode() + response.content
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
+    return [part.get_payload(decode=True) for part in message.iter_parts()]
 
 
 def _header(ds: pydicom.Dataset) -> dict:
@@ -357,9 +379,7 @@ def test_reader_is_refused_other_reads_and_every_study_page(revealing_study, cli
 
 def test_finished_session_reads_and_images_are_out_of_reach(revealing_study, client):
     """After a reader finishes session 1 and session 2 is released, the old aliases and
-    image tokens answer 404 (independence of the later reads), even in a server process
-    that must rebuild its token map."""
-    from studies import reading
+    image tokens (slices and whole series) answer 404 (independence of the later reads)."""
     from studies.questions import questions_for
     from studies.services import finish_session, release_session, save_answer, submit_read
 
@@ -372,7 +392,7 @@ def test_finished_session_reads_and_images_are_out_of_reach(revealing_study, cli
     old = []
     for item in first.items.order_by("order_index"):
         config = client.get(reverse("reading:read", args=[item.alias])).context["config"]
-        old.append((item, config["imageIds"] + config["secondImageIds"]))
+        old.append((item, config["imageIds"] + config["secondImageIds"] + config["series"]))
         for question in questions_for(item):
             value = 3 if question.kind == "likert" else "equal"
             save_answer(item, question.key, value, None, reader)
@@ -381,15 +401,11 @@ def test_finished_session_reads_and_images_are_out_of_reach(revealing_study, cli
     following = ReadingSession.objects.get(study=study, reader=reader, index=1)
     release_session(following, study.coordinator, reason="blinding suite")
     assert client.get(reverse("reading:worklist")).status_code == 200
-    for flush in (False, True):
-        if flush:
-            reading._tokens.data.clear()
-            reading._rebuilt_at.clear()
-        for item, image_ids in old:
-            assert client.get(reverse("reading:read", args=[item.alias])).status_code == 404
-            assert client.get(reverse("reading:answers", args=[item.alias])).status_code == 404
-            assert client.post(reverse("reading:submit", args=[item.alias])).status_code == 404
-            for image_id in image_ids:
-                assert client.get(image_id.removeprefix("wadouri:")).status_code == 404
+    for item, image_urls in old:
+        assert client.get(reverse("reading:read", args=[item.alias])).status_code == 404
+        assert client.get(reverse("reading:answers", args=[item.alias])).status_code == 404
+        assert client.post(reverse("reading:submit", args=[item.alias])).status_code == 404
+        for url in image_urls:
+            assert client.get(url.removeprefix("wadouri:")).status_code == 404
     new = following.items.order_by("order_index").first()
     assert client.get(reverse("reading:read", args=[new.alias])).status_code == 200
