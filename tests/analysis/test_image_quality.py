@@ -36,7 +36,7 @@ def test_noise_factors_match_published_constants():
 
 
 @pytest.mark.parametrize("n_coils", [1, 4, 8])
-@pytest.mark.parametrize("statistic", ["sd", "mean"])
+@pytest.mark.parametrize("statistic", ["rms", "sd", "mean"])
 def test_background_method_recovers_sigma_of_rss_noise(n_coils, statistic):
     """Simulated n-coil RSS background of complex Gaussian noise (sigma = 2.5 per channel)."""
     rng = np.random.default_rng(n_coils)
@@ -173,3 +173,29 @@ def test_ratings_matrix_feeds_fleiss_kappa():
     assert fleiss_kappa(mat, [1, 2]).n == 3
     with pytest.raises(AnalysisError, match="several reads"):
         ratings_matrix(pd.concat([reads, reads.assign(modality_id="sr")]))
+
+
+def _correlated_rss_background(rho: float, n_coils: int, sigma: float, n: int = 200_000):
+    """RSS of complex Gaussian coil noise with equal inter-coil correlation ``rho``."""
+    corr = np.full((n_coils, n_coils), rho)
+    np.fill_diagonal(corr, 1.0)
+    chol = np.linalg.cholesky(corr)
+    rng = np.random.default_rng(40)
+    z = sigma * (rng.normal(size=(n, n_coils)) + 1j * rng.normal(size=(n, n_coils))) @ chol.T
+    return np.sqrt((np.abs(z) ** 2).sum(1))
+
+
+def test_correlated_coil_noise_biases_sd_but_not_rms():
+    """Issue 14: rho = 0.4 between 8 coils makes the background-SD method overestimate sigma
+    by 36 % (the RSS background is then an nc-chi with about 3.8 effective coils, Aja-
+    Fernandez & Tristan-Vega 2012); the second moment E[M^2] = 2 n sigma^2 holds for any
+    correlation, so the default 'rms' statistic stays exact."""
+    background = _correlated_rss_background(0.4, 8, sigma=2.0)
+    signal = np.full(100, 80.0)
+    biased = snr(signal, background, n_coils=8, background_statistic="sd")
+    assert biased.sigma / 2.0 == pytest.approx(1.36, abs=0.01)
+    assert any("uncorrelated coil noise" in w for w in biased.warnings)
+    exact = snr(signal, background, n_coils=8)
+    assert exact.sigma == pytest.approx(2.0, rel=0.005)
+    assert not exact.warnings
+    assert "rms" in exact.method or "mean(background^2)" in exact.method

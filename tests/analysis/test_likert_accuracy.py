@@ -257,3 +257,33 @@ def test_accuracy_n_boot_zero_is_refused_not_nan():
 def test_wilson_on_clustered_findings_warns():
     res = diagnostic_accuracy(_accuracy_reads(findings=2), n_boot=200, ci_method="wilson")
     assert any("too narrow" in w for w in res.warnings)
+
+
+def test_ordinal_model_is_fitted_to_a_zero_score_and_ignores_reader_labels():
+    """Issue 14: the BFGS fit stopped with score components ~1e-3, so beta moved when the
+    readers were renamed (1.2e-5) and was off ordinal::clm by up to 1e-4."""
+    df = _likert(seed=7, n_cases=150, n_readers=4)
+    res = likert_comparison(df, "ref", "dl", n_boot=200).ordinal_model
+    assert res.details["max_abs_score"] < 1e-6
+    renamed = df.assign(
+        reader_id=df["reader_id"].map({"r0": "z9", "r1": "a1", "r2": "m", "r3": "b"})
+    )
+    again = likert_comparison(renamed, "ref", "dl", n_boot=200).ordinal_model
+    assert again.estimate == pytest.approx(res.estimate, abs=1e-8)
+    assert again.se == pytest.approx(res.se, rel=1e-6)  # numerical-derivative sandwich
+
+
+def test_ordinal_model_with_two_levels_equals_logistic_regression():
+    """With two score levels the cumulative logit model is a logistic regression of the
+    higher level on arm + reader: statsmodels Logit is an independent reference (to 1e-8)."""
+    import statsmodels.api as sm
+
+    df = _likert(seed=3, n_cases=80, n_readers=3)
+    df = df.assign(value=(df["value"] >= 3).astype(int) + 1)
+    res = likert_comparison(df, "ref", "dl", threshold=2, n_boot=200).ordinal_model
+    x = pd.get_dummies(df["reader_id"], prefix="reader", drop_first=True).astype(float)
+    x.insert(0, "new", (df["modality_id"] == "dl").astype(float))
+    logit = sm.Logit((df["value"] == 2).astype(float), sm.add_constant(x)).fit(
+        disp=False, tol=1e-12
+    )
+    assert res.estimate == pytest.approx(logit.params["new"], abs=1e-8)
