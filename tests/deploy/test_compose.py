@@ -27,17 +27,30 @@ def test_gpu_worker_reserves_an_nvidia_device_and_serves_recon():
     assert "default" in " ".join(cpu["command"])
 
 
-def test_services_share_configuration_and_media():
+def test_services_share_configuration_and_the_bucket_but_no_filesystem():
+    """Web, receiver and workers meet only in PostgreSQL, Redis and the S3 bucket (what
+    tests/deploy/test_s3_deployment.py runs): no service mounts a shared volume."""
     data = compose()
-    for name in ("web", "worker-gpu", "worker-cpu"):
+    for name in ("web", "dicom-receiver", "worker-gpu", "worker-cpu"):
         service = data["services"][name]
         env = service["environment"]
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["CELERY_BROKER_URL"].startswith("redis://")
         assert env["DJANGO_ENV"] == "production"
-        assert any(str(v).startswith("media:") for v in service.get("volumes", []))
-    assert "media" in data["volumes"]
+        assert env["AWS_STORAGE_BUCKET_NAME"] == "recontrial"
+        assert env["AWS_S3_ENDPOINT_URL"] == "http://minio:9000"
+        assert "volumes" not in service, name
     assert "gunicorn" in " ".join(data["services"]["web"]["command"])
+
+
+def test_the_bucket_is_created_before_any_service_stores():
+    data = compose()
+    job = data["services"]["minio-bucket"]
+    assert "mc mb --ignore-existing store/recontrial" in " ".join(job["command"])
+    for name in ("migrate", "dicom-receiver", "worker-gpu", "worker-cpu"):
+        waits = data["services"][name]["depends_on"]["minio-bucket"]
+        assert waits == {"condition": "service_completed_successfully"}, name
+    assert data["services"]["web"]["depends_on"]["migrate"] == waits
 
 
 def test_dockerfile_installs_requirements_and_collects_static():
