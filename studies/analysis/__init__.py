@@ -36,11 +36,37 @@ from .image_quality import (
 from .interchangeability import InterchangeabilityResult, interchangeability
 from .likert import LikertResult, likert_comparison, rank_biserial
 from .mrmc import MRMCResult, mrmc_or
+from .planning import (
+    VAN_DYKE_COMPONENTS,
+    InterchangeabilityPlan,
+    KappaSampleSize,
+    ORVarianceComponents,
+    PowerResult,
+    SampleSizeResult,
+    interchangeability_sample_size,
+    kappa_sample_size,
+    mrmc_power,
+    mrmc_power_table,
+    mrmc_sample_size,
+    or_components_from_pilot,
+)
 from .preference import PreferenceResult, preference_analysis, preference_scores
 from .tidy import READ_COLUMNS, ratings_matrix, require_columns, validate_reads
 
 __all__ = [
     "READ_COLUMNS",
+    "VAN_DYKE_COMPONENTS",
+    "InterchangeabilityPlan",
+    "KappaSampleSize",
+    "ORVarianceComponents",
+    "PowerResult",
+    "SampleSizeResult",
+    "interchangeability_sample_size",
+    "kappa_sample_size",
+    "mrmc_power",
+    "mrmc_power_table",
+    "mrmc_sample_size",
+    "or_components_from_pilot",
     "AccuracyResult",
     "AnalysisError",
     "BlandAltmanResult",
