@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from recon_engine.linalg import hpd_inverse
 from recon_engine.operators import check_kspace, check_mask, check_sensitivities
 from recon_engine.registry import ParameterError, ReconError, ReconInput, get_method
 from recon_engine.sense import UniformPattern, _regularised_gram, unfolding_system
@@ -41,7 +42,7 @@ def sense_gfactor(sens: torch.Tensor, acceleration: int, lamda: float = 0.0) -> 
     e, _ = unfolding_system(sens.to(torch.complex64), UniformPattern(r, 0))
     e = e.to(torch.complex128)
     gram, amat = _regularised_gram(e, lamda)
-    ainv = torch.linalg.inv(amat)
+    ainv = hpd_inverse(amat)
     cov = ainv @ gram @ ainv
     var_acc = torch.diagonal(cov, dim1=-2, dim2=-1).real / r  # aliased-image noise is sigma^2/R
     power = (sens.abs() ** 2).sum(dim=1).to(torch.float64)  # 1 / SD_full^2 (unit sigma)

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from recon_engine.fft import ifftc, rss
+from recon_engine.linalg import solve_hpd
 from recon_engine.registry import ParameterError, ReconError
 
 __all__ = [
@@ -203,7 +204,7 @@ def _solve(gram: torch.Tensor, rhs: torch.Tensor, active: torch.Tensor, lamda: f
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     diag = lam[..., None] * act + (1 - act)
     gram = gram + eye * diag[..., None, :]
-    weights = torch.linalg.solve(gram, rhs)
+    weights = solve_hpd(gram, rhs)
     return weights, float(lam.mean())
 
 
@@ -678,7 +679,7 @@ def grappa_kspace(
     if len(infos) > 1:
         info["n_kernels"] = sum(i["n_kernels"] for i in infos)
         info["mask_groups"] = len(infos)
-    info["lamda"] = lamda
+    info["lambda"] = lamda
     return GrappaResult(kspace=out, info=info)
 
 

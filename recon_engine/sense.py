@@ -26,6 +26,7 @@ import torch
 
 from recon_engine.espirit import sensitivities_for
 from recon_engine.fft import fftc, ifftc
+from recon_engine.linalg import solve_hpd
 from recon_engine.operators import (
     SenseOperator,
     check_kspace,
@@ -163,7 +164,9 @@ def sense_unfold(
     wr = w // pattern.acceleration
     a0 = aliased[..., :wr].permute(0, 2, 3, 1).unsqueeze(-1)  # (S, H, W/R, C, 1)
     _, amat = _regularised_gram(e, lamda)
-    x = torch.linalg.solve(amat, e.conj().transpose(-1, -2) @ a0).squeeze(-1)  # (S, H, W/R, R)
+    rhs = e.conj().transpose(-1, -2) @ a0
+    x = solve_hpd(amat.to(torch.complex128), rhs.to(torch.complex128)).to(kspace.dtype)
+    x = x.squeeze(-1)  # (S, H, W/R, R)
     return x.permute(0, 1, 3, 2).reshape(s, h, w)
 
 

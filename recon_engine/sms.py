@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from recon_engine.fft import fftc, ifftc
 from recon_engine.grappa import validate_kspace
+from recon_engine.linalg import solve_hpd
 from recon_engine.operators import conjugate_gradient, slice_norm
 from recon_engine.registry import ParameterError, ReconError
 
@@ -239,7 +240,7 @@ def calibrate_slice_grappa(
         rhs[g0:g1] = torch.matmul(win.conj().transpose(-1, -2), targets).to(torch.complex128)
     lam = lamda * torch.linalg.matrix_norm(gram, ord="fro") / n_src
     gram = gram + lam[:, None, None] * torch.eye(n_src, dtype=gram.dtype, device=dev)
-    sol = torch.linalg.solve(gram[:, None], rhs)  # (G, MB, n_src, C)
+    sol = solve_hpd(gram[:, None], rhs)  # (G, MB, n_src, C)
     # source index (u*kw + v)*C + c_in -> conv weight (G, MB*C_out, C_in, kh, kw)
     weights = sol.reshape(n_groups, multiband, kh, kw, c, c).permute(0, 1, 5, 4, 2, 3)
     weights = weights.reshape(n_groups, multiband * c, c, kh, kw).to(torch.complex64)
