@@ -183,7 +183,9 @@ def _cmd_methods(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_dict() for s in specs], indent=2, default=str))
         return 0
     for spec in specs:
-        print(f"{spec.name}  [{spec.family}]  {spec.title}")
+        print(f"{spec.name}  [{spec.family}]  {spec.label}")
+        if spec.caveat:
+            print(f"    caveat: {spec.caveat}")
         if spec.vendor_names:
             vendors = ", ".join(f"{k}: {v}" for k, v in spec.vendor_names.items())
             print(f"    vendor names: {vendors}")

@@ -151,10 +151,24 @@ class MethodSpec:
     vendor_names: dict[str, str] = field(default_factory=dict)
     needs_acs: bool = False
     references: tuple[str, ...] = ()
+    # A method that loses to its own input (zero-filled) on the held-out test data is a
+    # demonstration: it says so wherever methods are listed, with ``caveat`` as the reason,
+    # and is kept out of default protocols.
+    demonstration_only: bool = False
+    caveat: str = ""
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"method {self.name!r}: unknown family {self.family!r}")
+        if self.demonstration_only and not self.caveat:
+            raise ValueError(f"method {self.name!r}: a demonstration-only method needs a caveat")
+
+    @property
+    def label(self) -> str:
+        """The title as method lists show it, marked when the method is a demonstration."""
+        if self.demonstration_only:
+            return f"{self.title} [demonstration only: does not beat zero-filled]"
+        return self.title
 
     def validate(self, params: dict | None) -> dict:
         """Return ``params`` coerced, range-checked and completed with defaults."""
@@ -181,6 +195,8 @@ class MethodSpec:
             "family": self.family,
             "description": self.description,
             "needs_acs": self.needs_acs,
+            "demonstration_only": self.demonstration_only,
+            "caveat": self.caveat,
             "vendor_names": dict(self.vendor_names),
             "references": list(self.references),
             "params": [

@@ -6,11 +6,22 @@ import torch
 
 from recon_engine.dl.automap import Automap, normalise, virtual_coil
 from recon_engine.dl.batching import network_output, slice_batches
-from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
+from recon_engine.dl.mc_dropout import (
+    MC_PARAMS,
+    calibrated_uncertainty,
+    mc_dropout_std,
+    shipped_calibration_note,
+)
 from recon_engine.dl.model_loader import load_network
 from recon_engine.methods.zero_filled import check_input
 from recon_engine.metrics import Timer
 from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, ReconOutput, register
+
+DEMONSTRATION_CAVEAT = (
+    "On the held-out test images (pydicom-data shoulder and abdomen at 32x32, never used for model "
+    "selection) the shipped model loses to its own zero-filled input (see the test section "
+    "of its model card): a demonstration, kept out of default protocols."
+)
 
 
 def run(data: ReconInput, params: dict) -> ReconOutput:
@@ -46,7 +57,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                         seed=b0,
                     )
                     spreads.append((spread * scale).cpu())
-    return network_output(images, {"uncertainty": spreads}, timer, params["model"], card)
+    maps, info = calibrated_uncertainty(spreads, card, params)
+    return network_output(images, maps, timer, params["model"], card, **info)
 
 
 SPEC = register(
@@ -60,7 +72,9 @@ SPEC = register(
             "convolutional stage straight to the image (AUTOMAP). The fully connected "
             "layers grow with the square of the pixel count, so the shipped model works "
             "only at the 32x32 matrix it was trained at (see its model card) and refuses "
-            "any other size. With MC passes, also an MC-dropout uncertainty map."
+            "any other size. With MC passes, also an MC-dropout SD map, scaled by the "
+            "calibration in the model card (each output's info says what the map is worth)."
+            + shipped_calibration_note("automap")
         ),
         run=run,
         params=(
@@ -72,5 +86,7 @@ SPEC = register(
             "Zhu B et al., Image reconstruction by domain-transform manifold learning, "
             "Nature 2018;555:487-492",
         ),
+        demonstration_only=True,
+        caveat=DEMONSTRATION_CAVEAT,
     )
 )

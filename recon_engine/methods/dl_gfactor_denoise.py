@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from recon_engine.dl.denoise import NoiseMapDenoiser, estimate_kspace_noise, noise_sd_map
-from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
+from recon_engine.dl.mc_dropout import MC_PARAMS, calibrated_uncertainty, mc_dropout_std
 from recon_engine.dl.model_loader import load_network
 from recon_engine.espirit import SENSITIVITY_PARAMS
 from recon_engine.methods.zero_filled import check_input
@@ -79,8 +79,9 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                         ).cpu()
                     )
     maps = {"g_factor": g, "noise_sd": noise_sd}
-    if spreads:
-        maps["uncertainty"] = torch.cat(spreads)
+    uncertainty, uncertainty_info = calibrated_uncertainty(spreads, card, params)
+    if uncertainty:
+        maps["uncertainty"] = torch.cat(uncertainty["uncertainty"])
     timings = {**unfolded.timings, **timer.timings}
     info = {
         **unfolded.info,
@@ -90,6 +91,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         "model": params["model"],
         "sha256": card["sha256"],
         "card": card,
+        **uncertainty_info,
     }
     return ReconOutput(image=torch.cat(images), maps=maps, timings=timings, info=info)
 

@@ -6,7 +6,12 @@ import torch
 
 from recon_engine.dl.batching import network_output, slice_batches
 from recon_engine.dl.kspace_net import KSpaceNet
-from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
+from recon_engine.dl.mc_dropout import (
+    MC_PARAMS,
+    calibrated_uncertainty,
+    mc_dropout_std,
+    shipped_calibration_note,
+)
 from recon_engine.dl.model_loader import load_network
 from recon_engine.dl.uncertainty import DC_RESIDUAL_ZERO_BY_CONSTRUCTION
 from recon_engine.fft import ifftc, rss
@@ -53,13 +58,15 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                             seed=b0,
                         ).cpu()
                     )
+    maps, info = calibrated_uncertainty(spreads, card, params)
     return network_output(
         images,
-        {"uncertainty": spreads},
+        maps,
         timer,
         params["model"],
         card,
         dc_residual=DC_RESIDUAL_ZERO_BY_CONSTRUCTION,
+        **info,
     )
 
 
@@ -73,8 +80,10 @@ SPEC = register(
             "channels, radially weighted) predicts the missing phase-encode lines; the "
             "measured samples are kept exactly, then inverse FFT and root-sum-of-squares. "
             "No data-consistency residual map: it is zero by construction (the measured "
-            "samples are kept exactly). With MC passes, an MC-dropout uncertainty map. "
+            "samples are kept exactly). With MC passes, an MC-dropout SD map scaled by the "
+            "calibration in the model card (each output's info says what the map is worth). "
             "Trained for a fixed coil count (in the model card)."
+            + shipped_calibration_note("kspace_net")
         ),
         run=run,
         params=(

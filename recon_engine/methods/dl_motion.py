@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from recon_engine.dl.batching import network_output, slice_batches
-from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
+from recon_engine.dl.mc_dropout import MC_PARAMS, calibrated_uncertainty, mc_dropout_std
 from recon_engine.dl.model_loader import load_network
 from recon_engine.dl.motion import MotionCorrectionNet
 from recon_engine.fft import ifftc, rss
@@ -41,7 +41,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                             seed=b0,
                         ).cpu()
                     )
-    return network_output(images, {"uncertainty": spreads}, timer, params["model"], card)
+    maps, info = calibrated_uncertainty(spreads, card, params)
+    return network_output(images, maps, timer, params["model"], card, **info)
 
 
 SPEC = register(

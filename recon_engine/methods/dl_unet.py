@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from recon_engine.dl.batching import network_output, slice_batches
-from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
+from recon_engine.dl.mc_dropout import (
+    MC_PARAMS,
+    calibrated_uncertainty,
+    mc_dropout_std,
+    shipped_calibration_note,
+)
 from recon_engine.dl.unet import Unet
 from recon_engine.dl.weights import load_state_dict
 from recon_engine.dl.zoo import check_recon_input
@@ -13,6 +18,12 @@ from recon_engine.fft import ifftc, rss
 from recon_engine.methods.zero_filled import check_input
 from recon_engine.metrics import Timer
 from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, ReconOutput, register
+
+DEMONSTRATION_CAVEAT = (
+    "On the held-out test images (pydicom-data shoulder and abdomen, never used for model "
+    "selection) the shipped model loses to its own zero-filled input (see the test section "
+    "of its model card): a demonstration, kept out of default protocols."
+)
 
 
 def run(data: ReconInput, params: dict) -> ReconOutput:
@@ -58,7 +69,8 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                         seed=b0,
                     )
                 spreads.append(spread[:, 0].cpu())
-    return network_output(images, {"uncertainty": spreads}, timer, params["model"], card)
+    maps, info = calibrated_uncertainty(spreads, card, params)
+    return network_output(images, maps, timer, params["model"], card, **info)
 
 
 SPEC = register(
@@ -69,8 +81,9 @@ SPEC = register(
         description=(
             "The zero-filled root-sum-of-squares image is de-aliased by a U-Net (fastMRI "
             "baseline; fastMRI Unet state dicts load unchanged). With MC passes, also an "
-            "MC-dropout uncertainty map. Needs trained weights (sha256-verified model card "
-            "+ .pt)."
+            "MC-dropout SD map, scaled by the calibration in the model card (each output's "
+            "info says what the map is worth). Needs trained weights (sha256-verified model "
+            "card + .pt)." + shipped_calibration_note("unet")
         ),
         run=run,
         params=(
@@ -79,5 +92,7 @@ SPEC = register(
             *MC_PARAMS,
         ),
         references=("Zbontar J et al., fastMRI, arXiv:1811.08839, 2018",),
+        demonstration_only=True,
+        caveat=DEMONSTRATION_CAVEAT,
     )
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from recon_engine.dl.batching import network_output, slice_batches
-from recon_engine.dl.uncertainty import dc_residual_map
+from recon_engine.dl.uncertainty import dc_residual_map, dc_residual_note, shipped_dc_residual_note
 from recon_engine.dl.varnet import VarNet
 from recon_engine.dl.weights import load_state_dict
 from recon_engine.dl.zoo import check_recon_input
@@ -56,7 +56,14 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
                 images.append(rss(ifftc(kpred), coil_dim=1).cpu())
             with timer("dc_residual"):
                 residuals.append(dc_residual_map(kpred, kb * mb, mb).cpu())
-    return network_output(images, {"dc_residual": residuals}, timer, params["model"], card)
+    return network_output(
+        images,
+        {"dc_residual": residuals},
+        timer,
+        params["model"],
+        card,
+        dc_residual=dc_residual_note(card),
+    )
 
 
 SPEC = register(
@@ -67,9 +74,10 @@ SPEC = register(
         description=(
             "Cascades of soft data consistency and U-Net refinement in k-space with a learned "
             "coil-sensitivity network estimated from the ACS (fastMRI-compatible weights). "
-            "Returns the RSS magnitude and a data-consistency residual map. Needs trained "
-            "weights: a model card + .pt file (sha256-verified) in RECON_MODEL_PATH or the "
-            "shipped models folder."
+            "Returns the RSS magnitude and a data-consistency residual map (disagreement with "
+            "the measured samples, not an error map). Needs trained weights: a model card + "
+            ".pt file (sha256-verified) in RECON_MODEL_PATH or the shipped models folder."
+            + shipped_dc_residual_note(MODEL_NAME)
         ),
         run=run,
         params=(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from recon_engine.dl.mc_dropout import MC_PARAMS, mc_dropout_std
+from recon_engine.dl.mc_dropout import MC_PARAMS, calibrated_uncertainty, mc_dropout_std
 from recon_engine.dl.model_loader import load_network
 from recon_engine.metrics import Timer
 from recon_engine.registry import MethodSpec, Param, ReconError, ReconInput, ReconOutput, register
@@ -29,20 +29,23 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         image = image.abs().float()
     with timer("load_model"):
         model, card = load_network(params["model"], ESPCN3D, data.device, "ESPCN3D")
-    maps = {}
+    spreads = []
     with torch.inference_mode():
         with timer("network"):
             out = model(image)
         if params["mc_samples"]:
             with timer("mc_dropout"):
-                maps["uncertainty"] = mc_dropout_std(
-                    model, lambda: model(image), params["mc_samples"], params["mc_dropout"]
-                ).cpu()
+                spreads.append(
+                    mc_dropout_std(
+                        model, lambda: model(image), params["mc_samples"], params["mc_dropout"]
+                    ).cpu()
+                )
+    uncertainty, uncertainty_info = calibrated_uncertainty(spreads, card, params)
     if data.progress is not None:
         data.progress(1, 1)
     return ReconOutput(
         image=out.cpu(),
-        maps=maps,
+        maps={name: parts[0] for name, parts in uncertainty.items()},
         timings=timer.timings,
         info={
             "model": params["model"],
@@ -50,6 +53,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
             "direction": "through_plane",
             "input_shape": list(image.shape),
             "sha256": card["sha256"],
+            **uncertainty_info,
         },
     )
 
