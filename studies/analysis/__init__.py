@@ -21,6 +21,13 @@ from .agreement import (
     intra_reader_agreement,
 )
 from .bland_altman import BlandAltmanResult, bland_altman
+from .concordance import (
+    KrippendorffResult,
+    friedman_test,
+    hodges_lehmann,
+    kendall_w,
+    krippendorff_alpha,
+)
 from .image_quality import (
     ScanTimeResult,
     SNRResult,
@@ -57,6 +64,11 @@ __all__ = [
     "READ_COLUMNS",
     "VAN_DYKE_COMPONENTS",
     "InterchangeabilityPlan",
+    "KrippendorffResult",
+    "friedman_test",
+    "hodges_lehmann",
+    "kendall_w",
+    "krippendorff_alpha",
     "KappaSampleSize",
     "ORVarianceComponents",
     "PowerResult",

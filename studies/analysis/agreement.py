@@ -300,6 +300,7 @@ def fleiss_kappa(
     ratings: pd.DataFrame | np.ndarray | Sequence[Sequence[Any]],
     categories: Sequence[Any],
     alpha: float = 0.05,
+    weights: WeightsArg = None,
 ) -> FleissKappaResult:
     """Fleiss' kappa for many raters; ``ratings`` is subjects x raters, NaN = not rated.
 
@@ -312,6 +313,12 @@ def fleiss_kappa(
       t-test uses ``se``). Fleiss' (1971) original H0 variance, superseded by FNL (1979), is
       in ``details`` for comparison with older software.
     * ``per_category``: kappa_j = (P_j - p_j) / (1 - p_j) with the FNL (1979) H0 SE.
+    * ``weights`` ('linear', 'quadratic' or a matrix) gives the weighted Fleiss kappa of
+      Gwet (2014, ch. 2): weighted agreement of rater pairs against weighted chance
+      agreement from the pooled category proportions, Gwet's variance and a t-test with
+      n-1 df (no per-category kappas). For complete data it relates to Krippendorff's
+      alpha with the matching difference function by alpha = 1 - (1 - kappa)(N - 1)/N, N
+      the number of ratings.
     """
     alpha = check_alpha(alpha)
     counts, warn = _rating_counts(ratings, categories, "fleiss_kappa")
@@ -328,6 +335,9 @@ def fleiss_kappa(
                       "agreement is 1 (report percentage agreement instead)"],
             details={"n_subjects": n},
         )  # fmt: skip
+    w, wname = agreement_weights(k, weights)
+    if wname != "unweighted":
+        return _weighted_fleiss(counts, w, wname, cats, alpha, warn)
     kappa, pa, pe, var = _gwet_core(counts, np.eye(k), "fleiss")
     se = math.sqrt(max(var, 0.0))
     r = counts.sum(1)
@@ -405,6 +415,38 @@ def fleiss_kappa(
         weights="unweighted",
         details=details,
         per_category=per_category,
+    )
+
+
+def _weighted_fleiss(
+    counts: np.ndarray, w: np.ndarray, wname: str, cats: list[Any], alpha: float, warn: list[str]
+) -> FleissKappaResult:
+    n = counts.shape[0]
+    kappa, pa, pe, var = _gwet_core(counts, w, "fleiss")
+    se = math.sqrt(max(var, 0.0))
+    t = kappa / se if se > 0 else math.nan
+    warn = [*warn, *small_n_warning(n, "subjects", "large-sample kappa")]
+    return FleissKappaResult(
+        name=f"{wname}-weighted Fleiss kappa",
+        estimate=kappa,
+        se=se,
+        ci=fisher_z_ci(kappa, se, alpha, n - 1),
+        statistic=float(t),
+        statistic_name="t",
+        df=float(n - 1),
+        p_value=float(2 * stats.t.sf(abs(t), n - 1)) if math.isfinite(t) else math.nan,
+        alpha=alpha,
+        n=n,
+        method=(
+            f"weighted Fleiss kappa ({wname} weights on {len(cats)} ordered categories; Gwet "
+            "2014); variance: Gwet, subjects sampled; t with n-1 df on the Fisher-z scale"
+        ),
+        warnings=warn,
+        observed_agreement=pa,
+        expected_agreement=pe,
+        categories=cats,
+        weights=wname,
+        details={"n_subjects": n, "ci_wald": t_ci(kappa, se, n - 1, alpha)},
     )
 
 
