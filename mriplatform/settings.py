@@ -10,6 +10,7 @@ expects and requires a real ``SECRET_KEY``.
 from __future__ import annotations
 
 import secrets
+import tempfile
 from pathlib import Path
 
 import environ
@@ -65,8 +66,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
-    "guardian",
     "drf_spectacular_sidecar",
+    "guardian",
     "axes",
     "mriplatform.accounts",
     "mriplatform.audit",
@@ -251,7 +252,13 @@ else:
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=_default_backend)
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"mriplatform.*.tasks.reconstruct*": {"queue": "recon"}}
+# Short tasks (analysis runs, opening the demo study) get their own queue so that they never
+# wait behind reconstructions; every deployment runs a worker slot that consumes it.
+CELERY_TASK_ROUTES = {
+    "jobs.reconstruct": {"queue": "recon"},
+    "studies.run_analysis": {"queue": "short"},
+    "studies.open_when_reconstructed": {"queue": "short"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -264,10 +271,24 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# Reconstruction job leases: a running attempt renews its heartbeat every
+# JOB_HEARTBEAT_SECONDS; a running job without one for JOB_LEASE_SECONDS is failed as
+# "worker lost" (retryable) by any worker or by the job pages. Input copies of attempts
+# live under JOB_SCRATCH_DIR (only this project's files), cleaned when a worker starts.
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_LEASE_SECONDS = env.float("JOB_LEASE_SECONDS", default=60.0)
+if JOB_LEASE_SECONDS < 2 * JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("JOB_LEASE_SECONDS must be at least twice JOB_HEARTBEAT_SECONDS")
+JOB_SCRATCH_DIR = Path(
+    env.str("JOB_SCRATCH_DIR", default=str(Path(tempfile.gettempdir()) / "recontrial-jobs"))
+)
+
 REST_FRAMEWORK = {
+    # Basic first: DRF answers an unauthenticated or wrongly authenticated request with the
+    # first class's challenge, so a wrong password gets 401 + WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -281,18 +302,6 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Cases, protocols, reconstruction jobs and reader studies.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
-}
-
-LOGGING = {
-    # Basic first: DRF answers an unauthenticated or wrongly authenticated request with the
-    # first class's challenge, so a wrong password gets 401 + WWW-Authenticate, not 403.
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
-}
     # The schema lists every endpoint and parameter of a clinical system: only signed-in
     # users get it (the docs page itself redirects anonymous browsers to the login page).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
@@ -300,3 +309,13 @@ LOGGING = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"axes": {"level": "WARNING"}},
+}

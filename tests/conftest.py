@@ -66,6 +66,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     env = dict(os.environ)
     env["DATABASE_URL"] = _database_url_for(connection.settings_dict)
     env["DJANGO_SETTINGS_MODULE"] = "mriplatform.settings"
+    env["JOB_SCRATCH_DIR"] = str(tmp_path_factory.mktemp("job-scratch"))
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     handle = log.open("w")
     proc = subprocess.Popen(
@@ -77,7 +78,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             "mriplatform",
             "worker",
             "-Q",
-            "recon,default",
+            "recon,default,short",
             "-c",
             "1",
             "-n",

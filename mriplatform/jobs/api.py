@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from mriplatform.cases.models import Series
 from mriplatform.cases.permissions import manageable_cases, visible_cases
-from mriplatform.jobs import services
+from mriplatform.jobs import lease, services
 from mriplatform.jobs.models import ReconJob
 from mriplatform.jobs.serializers import ReconJobSerializer, SubmitSerializer
 from mriplatform.protocols.api import HasRole
@@ -19,6 +19,7 @@ class ReconJobViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [HasRole]
 
     def get_queryset(self):
+        lease.reap_lost_jobs()  # running jobs whose worker was lost show as failed
         qs = ReconJob.objects.filter(input_series__case__in=visible_cases(self.request.user))
         status_filter = self.request.query_params.get("status")
         if status_filter:

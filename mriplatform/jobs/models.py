@@ -32,6 +32,14 @@ class ReconJob(models.Model):
     celery_task_id = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=255, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Last sign of life of the running attempt (renewed every JOB_HEARTBEAT_SECONDS).",
+    )
+    lease_owner = models.CharField(
+        max_length=255, blank=True, help_text="Worker, process and attempt holding the lease."
+    )
     output_series = models.OneToOneField(
         "cases.Series", null=True, blank=True, on_delete=models.PROTECT, related_name="source_job"
     )

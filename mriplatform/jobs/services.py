@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -24,7 +23,7 @@ from django.utils import timezone
 
 from mriplatform.audit.services import record
 from mriplatform.cases.models import Instance, Series
-from mriplatform.jobs import engine
+from mriplatform.jobs import engine, lease
 from mriplatform.jobs.models import ReconJob
 
 logger = logging.getLogger(__name__)
@@ -99,7 +98,10 @@ def submit_jobs(series, protocols, user, request=None) -> tuple[list[ReconJob], 
 
 def retry_job(job: ReconJob, user, request=None) -> bool:
     """Queue a failed job again. Only one of several simultaneous retries wins (the update
-    is conditional on the job still being failed); returns whether this one did."""
+    is conditional on the job still being failed); returns whether this one did. A job
+    still shown running whose worker was lost (lease expired) is failed first, so it can
+    be retried at once."""
+    lease.reap_lost_jobs([job.pk])
     with transaction.atomic():
         changed = ReconJob.objects.filter(pk=job.pk, status=ReconJob.Status.FAILED).update(
             status=ReconJob.Status.QUEUED,
@@ -149,10 +151,13 @@ def _clear_folder(folder: str) -> None:
 
 
 class _Progress:
-    """Writes per-slice progress to the job row, at most every PROGRESS_INTERVAL_S."""
+    """Writes per-slice progress (and a heartbeat) to the job row, at most every
+    PROGRESS_INTERVAL_S; stops an attempt that no longer holds the job (reaped as lost,
+    retried or superseded) by raising :class:`_Superseded`."""
 
-    def __init__(self, job_id: int):
+    def __init__(self, job_id: int, attempt: int):
         self.job_id = job_id
+        self.attempt = attempt
         self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
@@ -160,7 +165,11 @@ class _Progress:
         if done < total and now - self.last < PROGRESS_INTERVAL_S:
             return
         self.last = now
-        ReconJob.objects.filter(pk=self.job_id).update(progress_done=done, progress_total=total)
+        held = ReconJob.objects.filter(
+            pk=self.job_id, attempts=self.attempt, status=ReconJob.Status.RUNNING
+        ).update(progress_done=done, progress_total=total, heartbeat_at=timezone.now())
+        if not held:
+            raise _Superseded()
 
 
 def run_job(job_id: int, worker: str = "") -> str:
@@ -196,6 +205,8 @@ def run_job(job_id: int, worker: str = "") -> str:
         job.worker = worker
         job.error = ""
         job.progress_done = 0
+        job.heartbeat_at = job.started
+        job.lease_owner = lease.owner_label(worker, job.attempts)
         job.save()
     attempt = job.attempts
 
@@ -203,11 +214,16 @@ def run_job(job_id: int, worker: str = "") -> str:
     _clear_folder(folder)
     written: list[str] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="recon-job-") as tmp:
+        with (
+            lease.attempt_scratch(job.pk, attempt) as tmp,
+            lease.Heartbeat(job.pk, attempt, folder=tmp),
+        ):
             local = Path(tmp) / "input.h5"
             with job.input_series.file.open("rb") as src, local.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-            result = engine.reconstruct_series(local, job.protocol, progress=_Progress(job.pk))
+            result = engine.reconstruct_series(
+                local, job.protocol, progress=_Progress(job.pk, attempt)
+            )
             volume_path = Path(tmp) / "reconstruction.h5"
             engine.write_volume(volume_path, result)
             with volume_path.open("rb") as fh:
@@ -264,10 +280,10 @@ def run_job(job_id: int, worker: str = "") -> str:
             default_storage.delete(name)
         message = f"{type(exc).__name__}: {exc}"
         logger.warning("job %s failed: %s\n%s", job.pk, message, traceback.format_exc())
-        # Only the latest attempt may mark the job failed.
-        if ReconJob.objects.filter(pk=job.pk, attempts=attempt).update(
-            status=ReconJob.Status.FAILED, error=message[:4000], finished=timezone.now()
-        ):
+        # Only the latest attempt, still holding the job, may mark it failed.
+        if ReconJob.objects.filter(
+            pk=job.pk, attempts=attempt, status=ReconJob.Status.RUNNING
+        ).update(status=ReconJob.Status.FAILED, error=message[:4000], finished=timezone.now()):
             record(None, "jobs.failed", obj=job, details={"error": message[:500]})
         return "failed"
 

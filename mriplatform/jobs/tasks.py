@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+import logging
 
-from mriplatform.jobs import services
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from mriplatform.jobs import lease, services
+
+logger = logging.getLogger(__name__)
+_reaper: lease.Reaper | None = None
 
 
 @shared_task(
@@ -21,3 +27,21 @@ from mriplatform.jobs import services
 def reconstruct(self, job_id: int) -> str:
     """Run job ``job_id`` (idempotent: a finished job is left as it is)."""
     return services.run_job(job_id, worker=self.request.hostname or "")
+
+
+@worker_ready.connect
+def start_lease_keeping(**kwargs) -> None:
+    """When a worker starts: remove stale attempt scratch folders (input copies of killed
+    attempts) and start the thread that fails jobs whose worker was lost."""
+    global _reaper
+    removed = lease.clean_stale_scratch()
+    logger.info("job scratch: %d stale attempt folder(s) removed", len(removed))
+    if _reaper is None:
+        _reaper = lease.Reaper()
+        _reaper.start()
+
+
+@worker_shutdown.connect
+def stop_lease_keeping(**kwargs) -> None:
+    if _reaper is not None:
+        _reaper.stopped.set()

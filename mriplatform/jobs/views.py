@@ -7,7 +7,7 @@ from django.views.decorators.http import require_POST
 from mriplatform.accounts.roles import Role, role_required
 from mriplatform.cases.models import Series
 from mriplatform.cases.permissions import manageable_cases, visible_cases
-from mriplatform.jobs import services
+from mriplatform.jobs import lease, services
 from mriplatform.jobs.forms import SubmitForm
 from mriplatform.jobs.models import ReconJob
 
@@ -15,6 +15,8 @@ VIEWERS = (Role.SITE_ADMIN, Role.COORDINATOR)
 
 
 def _jobs_for(user):
+    """Jobs of ``user``'s cases; running jobs whose worker was lost are failed first."""
+    lease.reap_lost_jobs()
     return ReconJob.objects.filter(input_series__case__in=visible_cases(user)).select_related(
         "input_series__case", "protocol", "output_series"
     )

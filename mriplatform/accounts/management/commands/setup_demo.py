@@ -67,16 +67,21 @@ class Command(BaseCommand):
         from mriplatform.cases.demo import create_demo_cases
         from mriplatform.jobs.services import submit_jobs
         from mriplatform.protocols.demo import create_demo_protocols
+        from studies.demo import KNEE_ARMS, create_demo_studies
 
         cases = create_demo_cases(site, admin, n_slices=n_slices)
         protocols = create_demo_protocols(admin)
         raw = [s for case in cases for s in case.series.all() if s.is_raw]
-        created, _ = submit_jobs(raw, protocols, admin)
+        # The demo reader study's reconstructions first (their own, earlier messages on the
+        # FIFO recon queue), so that the study opens before the other methods are done.
+        study_arms = [p for p in protocols if p.name in KNEE_ARMS]
+        created, _ = submit_jobs(raw, study_arms, admin)
+        more, _ = submit_jobs(raw, [p for p in protocols if p not in study_arms], admin)
         self.stderr.write(
             f"demo data: {len(cases)} cases, {len(protocols)} protocols, "
-            f"{len(created)} new reconstruction jobs queued"
+            f"{len(created) + len(more)} new reconstruction jobs queued "
+            f"(the {len(created)} of the demo reader study first)"
         )
-        from studies.demo import create_demo_studies
 
         studies = create_demo_studies(site, cases)
         self.stderr.write(
