@@ -4,12 +4,19 @@ DICOM follows the PS3.15 Annex E **Basic Application Level Confidentiality Profi
 attribute table of :mod:`.dicom_tags` (Table E.1-1, all ~650 rows) and these options:
 
 * Retain Longitudinal Temporal Information with Modified Dates (113107): every DA/DT value
-  is shifted by the case's ``date_shift_days``; times of day are kept.
+  is shifted by the case's ``date_shift_days``. Times of day (TM values, the time part of
+  DT values, ISMRMRD studyTime/seriesTime) are kept by design: the order and spacing of
+  series in an examination and contrast timing need them, and without the true date they
+  point to no day. The residual risk, stated in the README: someone who knows when a
+  patient was scanned at a site can recognise the time.
 * Retain Patient Characteristics (113108): sex, age, size, weight and pregnancy status are
   kept, because MR reading and SAR/coil-loading checks need them.
-* Clean Descriptors (113105): study/series/protocol descriptions are kept with every string
-  that identifies the patient, staff or site (collected from the instance itself), and every
-  long digit run, removed.
+* Clean Descriptors (113105): study, series, protocol and procedure descriptions and the
+  contrast agent (``CLEANED_DESCRIPTORS``) keep only their MR-vocabulary tokens
+  (:class:`.free_text.FreeTextCleaner`, an allow-list, so a name it does not know is
+  dropped) less any string found in the instance's identifying attributes; the other free
+  text the option covers (comments, reasons for study, diagnoses, derivation notes) is
+  removed. Sequence Name, which the table does not list, is cleaned the same way always.
 * Private attributes are all removed (MR vendors keep patient names and IDs in them).
 * UIDs are replaced by ``2.25.<n>``, ``n`` a keyed HMAC-SHA256 of the original UID under the
   case's secret: the same original UID gives the same new UID within a case (so series,
@@ -39,6 +46,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 from xml.etree import ElementTree as ET
@@ -55,9 +63,12 @@ from pydicom.uid import UID_dictionary
 from mriplatform.cases.dicom_tags import (
     BASIC_PROFILE,
     CLEAN_DESCRIPTORS,
+    CLEANED_DESCRIPTORS,
+    CLEANED_UNLISTED_TEXT,
     PATIENT_CHARACTERISTICS,
     REPEATING_GROUPS,
 )
+from mriplatform.cases.free_text import FreeTextCleaner
 from mriplatform.cases.ingest import (
     DICOM_ERRORS,
     ISMRMRD_NS,
@@ -113,6 +124,8 @@ class DeidContext:
     subject_code: the pseudonym written into PatientName/PatientID (at most 64 characters).
     uid_secret: key of the HMAC that remaps UIDs (at least 16 bytes, kept secret per case).
     date_shift_days: days added to every date (negative shifts into the past).
+    extra_vocabulary: the site's terms added to the MR vocabulary of cleaned free text
+    (setting ``DEID_EXTRA_VOCABULARY``).
     """
 
     subject_code: str
@@ -121,6 +134,7 @@ class DeidContext:
     retain_dates: bool = True
     clean_descriptors: bool = True
     retain_patient_characteristics: bool = True
+    extra_vocabulary: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.subject_code or not self.subject_code.strip():
@@ -144,6 +158,11 @@ class DeidContext:
         digest[6] = (digest[6] & 0x0F) | 0x80  # UUID version 8 (custom), RFC 9562
         digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
         return f"2.25.{int.from_bytes(digest, 'big')}"
+
+    @cached_property
+    def free_text(self) -> FreeTextCleaner:
+        """The cleaner of kept free text, with the site's extra vocabulary."""
+        return FreeTextCleaner(self.extra_vocabulary)
 
     def shift_date(self, value: dt.date) -> dt.date:
         return value + dt.timedelta(days=int(self.date_shift_days))
@@ -345,23 +364,6 @@ def _identifying_strings(ds: Dataset, ctx: DeidContext) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def clean_text(text: str, identifiers: Iterable[str]) -> str:
-    """Remove each identifier (as a whole word, any case) and runs of 6+ digits from ``text``.
-
-    Runs of six or more digits are removed because record numbers, phone numbers and dates
-    written without separators look like that; MR descriptors rarely need them.
-    """
-    words = sorted({i for i in identifiers if i}, key=len, reverse=True)
-    if words:
-        # One alternation, longest first, so "DOE^JOHN" goes before "DOE" can split it.
-        alternation = "|".join(re.escape(word) for word in words)
-        pattern = r"(?<![A-Za-z0-9])(?:" + alternation + r")(?![A-Za-z0-9])"
-        text = re.sub(pattern, " ", text, flags=re.IGNORECASE)
-    text = re.sub(r"\d{6,}", " ", text)
-    text = re.sub(r"\d{1,4}[./-]\d{1,2}[./-]\d{2,4}", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def _set_empty(elem: DataElement) -> None:
     elem.value = [] if elem.VR == "SQ" else elem.empty_value
 
@@ -451,8 +453,8 @@ def _process(
         if vr == "TM" and ctx.retain_dates and code is not None and tag != PATIENT_BIRTH_TIME:
             report.note("K", path)  # times of day are kept under modified dates
             continue
-        if tag in CLEAN_DESCRIPTORS and ctx.clean_descriptors:
-            values = [clean_text(str(v), identifiers) for v in _values(elem)]
+        if (tag in CLEANED_DESCRIPTORS and ctx.clean_descriptors) or tag in CLEANED_UNLISTED_TEXT:
+            values = [ctx.free_text.clean(str(v), identifiers) for v in _values(elem)]
             values = [v for v in values if v]
             elem.value = (values if len(values) > 1 else values[0]) if values else ""
             report.note("C", path)
@@ -579,6 +581,25 @@ def deidentify_dataset(ds: Dataset, ctx: DeidContext) -> DeidReport:
     return report
 
 
+# Free-text values of an ingest summary (read from the original headers) that are stored
+# with the series: cleaned like the same text in the de-identified header.
+SUMMARY_FREE_TEXT = ("acquisition", "body_part")
+
+
+def clean_summary(summary: dict[str, Any], ctx: DeidContext) -> dict[str, Any]:
+    """A copy of an ingest summary whose free-text values keep only MR-vocabulary tokens
+    (a value left empty is dropped)."""
+    cleaned = dict(summary)
+    for key in SUMMARY_FREE_TEXT:
+        if isinstance(cleaned.get(key), str):
+            text = ctx.free_text.clean(cleaned[key])
+            if text:
+                cleaned[key] = text
+            else:
+                del cleaned[key]
+    return cleaned
+
+
 def read_dicom_bytes(data: bytes) -> Dataset:
     """Parse a DICOM Part 10 file held in memory; DeidentificationError if it is not one."""
     try:
@@ -611,7 +632,8 @@ def deidentify_dicom_bytes(data: bytes, ctx: DeidContext) -> tuple[bytes, DeidRe
 
 COPY_BLOCK_BYTES = 64 * 1024**2
 FASTMRI_ARRAYS = ("kspace", "mask", "reconstruction_rss", "reconstruction_esc")
-# fastMRI root attributes that describe the acquisition, not the patient.
+# fastMRI root attributes that describe the acquisition, not the patient; "acquisition"
+# (the protocol label, "CORPD_FBK") is free text and cleaned like a series description.
 FASTMRI_SAFE_ATTRS = ("acquisition", "max", "norm")
 
 
@@ -620,8 +642,10 @@ def _q(tag: str) -> str:
 
 
 # Per section of the ISMRMRD header: what happens to each child element. Elements not
-# listed in these four sections are removed; the other sections (encoding, sequence
-# parameters, experimental conditions, ...) describe the acquisition and are kept.
+# listed in these sections are removed; the other sections (encoding, sequence
+# parameters, experimental conditions, ...) describe the acquisition and are kept, except
+# their free text (``_FREE_TEXT_ELEMENTS``). "clean" is free text kept under Clean
+# Descriptors, "text" free text always kept, both with only their MR-vocabulary tokens.
 _XML_RULES: dict[str, dict[str, str]] = {
     "subjectInformation": {
         "patientName": "subject",
@@ -634,7 +658,7 @@ _XML_RULES: dict[str, dict[str, str]] = {
         "studyDate": "date",
         "studyTime": "time",
         "studyInstanceUID": "uid",
-        "bodyPartExamined": "keep",
+        "bodyPartExamined": "text",
         "studyDescription": "clean",
     },
     "measurementInformation": {
@@ -644,7 +668,7 @@ _XML_RULES: dict[str, dict[str, str]] = {
         "relativeTablePosition": "keep",
         "initialSeriesNumber": "keep",
         "protocolName": "clean",
-        "sequenceName": "keep",
+        "sequenceName": "text",
         "seriesDescription": "clean",
         "seriesInstanceUIDRoot": "uid",
         "frameOfReferenceUID": "uid",
@@ -666,6 +690,37 @@ _XML_RULES: dict[str, dict[str, str]] = {
 }
 
 
+# Free-text elements of the ISMRMRD schema (ismrmrd.xsd 1.x) inside the kept sections:
+# cleaned like the descriptions (or removed if nothing is left); user string and base64
+# parameters are removed wherever they are.
+_FREE_TEXT_ELEMENTS = {"comment", "identifier", "sequence_type", "diffusionScheme", "waveformName"}
+_REMOVED_ELEMENTS = {"userParameterString", "userParameterBase64"}
+
+
+def _clean_kept_sections(
+    root: ET.Element, ctx: DeidContext, report: DeidReport, identifiers: list[str]
+) -> None:
+    """Clean the free text of the sections ``_XML_RULES`` does not list."""
+    for section in list(root):
+        local = section.tag.split("}")[-1]
+        if local in _XML_RULES:
+            continue
+        for parent in list(section.iter()):
+            for child in list(parent):
+                name = child.tag.split("}")[-1]
+                path = f"{local}/{name}"
+                if name in _REMOVED_ELEMENTS:
+                    parent.remove(child)
+                    report.note("X", path)
+                elif name in _FREE_TEXT_ELEMENTS and len(child) == 0:
+                    cleaned = ctx.free_text.clean((child.text or "").strip(), identifiers)
+                    if cleaned:
+                        child.text = cleaned
+                    else:
+                        parent.remove(child)
+                    report.note("C", path)
+
+
 def _xml_identifiers(root: ET.Element) -> list[str]:
     found: set[str] = set()
     for section in (
@@ -680,7 +735,7 @@ def _xml_identifiers(root: ET.Element) -> list[str]:
         rules = _XML_RULES[section]
         for child in node.iter():
             local = child.tag.split("}")[-1]
-            if rules.get(local) in ("keep", "characteristic", "clean") or not child.text:
+            if rules.get(local) in ("keep", "characteristic", "clean", "text") or not child.text:
                 continue
             text = child.text.strip()
             if len(text) >= 2:
@@ -692,7 +747,7 @@ def _xml_identifiers(root: ET.Element) -> list[str]:
 def scrub_ismrmrd_header(xml: bytes | str, ctx: DeidContext, report: DeidReport) -> bytes:
     """Rewrite an ISMRMRD XML header without identifying elements (see ``_XML_RULES``)."""
     root = parse_ismrmrd_header(xml, error=DeidentificationError)
-    identifiers = _xml_identifiers(root) if ctx.clean_descriptors else []
+    identifiers = _xml_identifiers(root)
     for section, rules in _XML_RULES.items():
         node = root.find(_q(section))
         if node is None:
@@ -726,8 +781,8 @@ def scrub_ismrmrd_header(xml: bytes | str, ctx: DeidContext, report: DeidReport)
                     if leaf is not child and (leaf.text or "").strip():
                         leaf.text = ctx.remap_uid(leaf.text.strip())
                 report.note("U", path)
-            elif rule == "clean" and ctx.clean_descriptors:
-                cleaned = clean_text(text, identifiers)
+            elif rule == "text" or (rule == "clean" and ctx.clean_descriptors):
+                cleaned = ctx.free_text.clean(text, identifiers)
                 if cleaned:
                     child.text = cleaned
                 else:
@@ -736,6 +791,7 @@ def scrub_ismrmrd_header(xml: bytes | str, ctx: DeidContext, report: DeidReport)
             else:
                 node.remove(child)
                 report.note("X", path)
+    _clean_kept_sections(root, ctx, report, identifiers)
     ET.register_namespace("", ISMRMRD_NS)
     ET.register_namespace("xsi", "http://www.w3.org/2001/XMLSchema-instance")
     ET.register_namespace("xs", "http://www.w3.org/2001/XMLSchema")
@@ -820,6 +876,15 @@ def deidentify_fastmri_h5(src: Source, dst: Source, ctx: DeidContext) -> DeidRep
             if key == "patient_id":
                 out.attrs["patient_id"] = ctx.subject_code
                 report.note("D", f"@{key}")
+            elif key == "acquisition":
+                value = source.attrs[key]
+                text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                cleaned = ctx.free_text.clean(text)
+                if cleaned:
+                    out.attrs[key] = cleaned
+                else:
+                    report.removed.add(f"@{key}")
+                report.note("C", f"@{key}")
             elif key in FASTMRI_SAFE_ATTRS:
                 out.attrs[key] = source.attrs[key]
                 report.note("K", f"@{key}")

@@ -19,8 +19,10 @@ attributes (all X in the profile) and the repeating groups are handled by rules,
 The option columns implemented here (PS3.15 E.3):
 
 * ``PATIENT_CHARACTERISTICS`` (Retain Patient Characteristics Option, 113108): kept.
-* ``CLEAN_DESCRIPTORS`` (Clean Descriptors Option, 113105): kept after removing identifying
-  text.
+* ``CLEAN_DESCRIPTORS`` (Clean Descriptors Option, 113105): the free-text descriptions
+  the option covers. Those in ``CLEANED_DESCRIPTORS`` (study, series, protocol and
+  procedure descriptions, contrast agent) are kept with only their MR-vocabulary tokens
+  (:mod:`.free_text`); the others (comments, reasons, diagnoses, derivation) are removed.
 * Retain Longitudinal Temporal Information with Modified Dates (113107) applies to every
   DA/DT attribute and needs no list.
 """
@@ -702,8 +704,8 @@ PATIENT_CHARACTERISTICS: frozenset[int] = frozenset(
     }
 )
 
-# Clean Descriptors Option: descriptions a reader or a protocol needs ("T2 FSE sag"), kept
-# after :func:`.deid.clean_text` removed every identifying string found in the instance.
+# Clean Descriptors Option: the free-text descriptions it covers (PS3.15 Table E.1-1, column
+# "Clean Desc. Opt." for these attributes' text).
 CLEAN_DESCRIPTORS: frozenset[int] = frozenset(
     {
         0x00081030,  # Study Description
@@ -726,5 +728,30 @@ CLEAN_DESCRIPTORS: frozenset[int] = frozenset(
         0x00401002,  # Reason for the Requested Procedure
         0x00401400,  # Requested Procedure Comments
         0x00402400,  # Imaging Service Request Comments
+    }
+)
+
+# Kept under the option with only their MR-vocabulary tokens (:mod:`.free_text`): what a
+# reader, a study arm rule or a protocol needs ("SAG PD FS", "AX PD FSE AIR Recon DL").
+# The rest of CLEAN_DESCRIPTORS is free prose (comments, reasons, diagnoses, derivation
+# notes) that no MR term list can make safe, so it takes the table's action (removed).
+CLEANED_DESCRIPTORS: frozenset[int] = frozenset(
+    {
+        0x00081030,  # Study Description
+        0x0008103E,  # Series Description
+        0x00180010,  # Contrast/Bolus Agent
+        0x00181030,  # Protocol Name
+        0x00321060,  # Requested Procedure Description
+        0x00321070,  # Requested Contrast Agent
+        0x00400007,  # Scheduled Procedure Step Description
+        0x00400254,  # Performed Procedure Step Description
+    }
+)
+
+# Free text the table does not list (so the profile would keep it verbatim) that is
+# cleaned the same way whatever the options: scanner-written, but an operator can edit it.
+CLEANED_UNLISTED_TEXT: frozenset[int] = frozenset(
+    {
+        0x00180024,  # Sequence Name
     }
 )

@@ -17,7 +17,7 @@ def method_choices() -> list[tuple[str, list[tuple[str, str]]]]:
         if spec.family == "super_resolution":
             continue
         groups.setdefault(spec.family.replace("_", " ").capitalize(), []).append(
-            (spec.name, spec.title)
+            (spec.name, spec.label)
         )
     return list(groups.items())
 
