@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,12 @@ import torch
 from recon_engine import __version__
 from recon_engine.device import default_device, describe_device
 from recon_engine.io.dicom import write_dicom_series
-from recon_engine.io.fastmri import read_fastmri, read_reconstruction, write_reconstruction
+from recon_engine.io.fastmri import (
+    map_units,
+    read_fastmri,
+    read_reconstruction,
+    write_reconstruction,
+)
 from recon_engine.io.ismrmrd_header import image_geometry, parse_ismrmrd_header
 from recon_engine.metrics import evaluate
 from recon_engine.registry import ReconError, ReconInput, get_method
@@ -206,6 +212,39 @@ def crop_to_reference(volume: np.ndarray, reference_shape: tuple[int, ...] | Non
     return center_crop(volume, (min(reference_shape[-2], h), min(reference_shape[-1], w)))
 
 
+def check_writable(output_h5: Path, dicom_dir: Path | None = None) -> None:
+    """Raise :class:`ReconError` unless ``output_h5`` (a file) and ``dicom_dir`` (a folder,
+    created later if missing) can be written, so a run never fails after reconstructing.
+
+    The file is opened for appending (and removed again if it did not exist), which tests
+    the real permissions, also for root and read-only file systems.
+    """
+    if output_h5.is_dir():
+        raise ReconError(f"{output_h5}: is a directory, expected an output file name")
+    existed = output_h5.exists()
+    try:
+        with open(output_h5, "ab"):
+            pass
+    except OSError as exc:
+        raise ReconError(f"{output_h5}: cannot write the output file ({exc.strerror})") from None
+    if not existed:
+        output_h5.unlink()
+    if dicom_dir is None:
+        return
+    if dicom_dir.exists() and not dicom_dir.is_dir():
+        raise ReconError(f"{dicom_dir}: exists and is not a directory (DICOM output)")
+    existing = dicom_dir
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise ReconError(
+            f"{dicom_dir}: cannot write the DICOM series there ({exc.strerror})"
+        ) from None
+
+
 def reconstruct_file(
     input_h5: str | Path,
     output_h5: str | Path,
@@ -223,7 +262,10 @@ def reconstruct_file(
     image is centre-cropped to ``reconstruction_rss``'s size when the file has one (fastMRI
     convention), else kept at the full matrix, and written as a fastMRI reconstruction file
     with provenance attributes (method, params JSON, engine version, device, timings,
-    info); with ``dicom_dir`` also as a DICOM series. Returns a summary dict.
+    info) and the method's per-voxel maps (``maps/<name>``, cropped alike, with their units:
+    :data:`recon_engine.io.fastmri.MAP_UNITS`); with ``dicom_dir`` also as a DICOM series.
+    The outputs are checked for writability before anything is reconstructed. Returns a
+    summary dict.
     """
     input_h5, output_h5 = Path(input_h5), Path(output_h5)
     try:
@@ -231,6 +273,7 @@ def reconstruct_file(
     except KeyError as exc:
         raise ReconError(str(exc.args[0])) from None
     params = spec.validate(params)
+    check_writable(output_h5, Path(dicom_dir) if dicom_dir is not None else None)
     raw = read_fastmri(input_h5)
     kspace = raw.kspace
     mask_source = "file"
@@ -274,6 +317,11 @@ def reconstruct_file(
     full_shape = result.volume.shape[-2:]
     rss_shape = raw.reconstruction_rss.shape if raw.reconstruction_rss is not None else None
     volume = crop_to_reference(result.volume, rss_shape)
+    maps = {
+        name: center_crop(value, volume.shape[-2:])
+        for name, value in result.maps.items()
+        if value.ndim == 3
+    }
     timings, info, device_info = result.timings, result.info, result.device
     attrs = {
         "method": method,
@@ -292,7 +340,7 @@ def reconstruct_file(
         attrs["acquisition"] = raw.attrs["acquisition"]
     if "patient_id" in raw.attrs:
         attrs["patient_id"] = raw.attrs["patient_id"]
-    write_reconstruction(output_h5, volume, attrs)
+    write_reconstruction(output_h5, volume, attrs, maps=maps)
     summary = {
         "output": str(output_h5),
         "shape": list(volume.shape),
@@ -303,6 +351,7 @@ def reconstruct_file(
         "info": info,
         "mask_source": mask_source,
         "effective_acceleration": attrs["effective_acceleration"],
+        "maps": {name: map_units(name)[0] for name in maps},
     }
     if dicom_dir is not None:
         spacing = (1.0, 1.0)

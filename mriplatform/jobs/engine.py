@@ -140,14 +140,11 @@ def reconstruct_series(path: Path, protocol, progress=None) -> EngineResult:
 
 
 def write_volume(path: Path, result: EngineResult) -> None:
-    """fastMRI reconstruction layout (``reconstruction`` (S, H, W) float32) plus maps."""
-    write_reconstruction(path, result.image, attrs={"sampling": json.dumps(result.sampling)})
-    if result.maps:
-        import h5py
-
-        with h5py.File(path, "a") as h5:
-            for name, value in result.maps.items():
-                h5.create_dataset(f"maps/{name}", data=value.astype(np.float32))
+    """fastMRI reconstruction layout (``reconstruction`` (S, H, W) float32) plus the maps as
+    ``maps/<name>`` with their units, exactly as the CLI writes them."""
+    write_reconstruction(
+        path, result.image, attrs={"sampling": json.dumps(result.sampling)}, maps=result.maps
+    )
 
 
 def dicom_slices(result: EngineResult, case, description: str) -> tuple[str, list]:

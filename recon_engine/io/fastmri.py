@@ -14,6 +14,9 @@ Reconstruction file (what fastMRI's ``save_reconstructions`` writes and its
 ``evaluate.py`` reads)::
 
     reconstruction      (S, H', W') float32
+    maps/<name>         (S, H', W') float32 per-voxel maps of the method (g_factor,
+                        uncertainty, noise_sd, dc_residual...), each with attrs
+                        ``units`` and ``description`` (:data:`MAP_UNITS`)
 
 Reading validates everything and turns any h5py/HDF5 failure (truncated, corrupt, not
 HDF5) into :class:`~recon_engine.registry.ReconError` naming the file and problem.
@@ -42,7 +45,41 @@ __all__ = [
     "read_reconstruction",
     "write_reconstruction",
     "mask_to_tensor",
+    "MAP_UNITS",
+    "map_units",
+    "read_maps",
 ]
+
+# Units and meaning of the per-voxel maps methods return (ReconOutput.maps). The image
+# (``reconstruction``) is in the arbitrary intensity units of the k-space, since every
+# FFT in the engine is orthonormal; maps in "image units" share that scale.
+MAP_UNITS: dict[str, tuple[str, str]] = {
+    "g_factor": (
+        "1",
+        "geometry factor: noise SD of the accelerated reconstruction / (noise SD of the fully "
+        "sampled one x sqrt(R)); dimensionless, 1 = no noise amplification, 0 = no coil signal",
+    ),
+    "uncertainty": (
+        "image units",
+        "predictive standard deviation of the reconstructed magnitude, same units as "
+        "'reconstruction'",
+    ),
+    "noise_sd": (
+        "image units",
+        "noise standard deviation per voxel (sigma x g x sqrt(R)), same units as 'reconstruction'",
+    ),
+    "dc_residual": (
+        "image units",
+        "data-consistency residual: root-sum-of-squares over coils of the inverse orthonormal "
+        "FFT of (predicted - measured) k-space on the acquired samples, same units as "
+        "'reconstruction'; disagreement with the data, not an error map",
+    ),
+}
+
+
+def map_units(name: str) -> tuple[str, str]:
+    """``(units, description)`` of a method map called ``name`` (unknown names say so)."""
+    return MAP_UNITS.get(name, ("unspecified", "map returned by the method; see its description"))
 
 
 @dataclass
@@ -221,10 +258,14 @@ def write_fastmri(
 
 
 def write_reconstruction(
-    path: str | Path, reconstruction: np.ndarray | torch.Tensor, attrs: dict[str, Any] | None = None
+    path: str | Path,
+    reconstruction: np.ndarray | torch.Tensor,
+    attrs: dict[str, Any] | None = None,
+    maps: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write a fastMRI reconstruction file: ``reconstruction`` ``(S, H, W)`` float32 plus
-    provenance ``attrs`` (dicts/lists stored as JSON strings)."""
+    provenance ``attrs`` (dicts/lists stored as JSON strings) and the method's ``maps``
+    (each ``(S, H, W)``, real) as ``maps/<name>`` with ``units`` and ``description``."""
     path = Path(path)
     rec = np.asarray(
         reconstruction.detach().cpu()
@@ -235,11 +276,39 @@ def write_reconstruction(
         raise ReconError(f"reconstruction must be real (S, H, W), got {rec.dtype} {rec.shape}")
     if not np.isfinite(rec).all():
         raise ReconError("reconstruction contains NaN or infinite values")
+    arrays = {}
+    for name, value in (maps or {}).items():
+        arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        if arr.shape != rec.shape or np.iscomplexobj(arr):
+            raise ReconError(
+                f"map {name!r} must be real and shaped like the reconstruction {rec.shape}, "
+                f"got {arr.dtype} {arr.shape}"
+            )
+        arrays[name] = arr.astype(np.float32)
     with _open(path, "w") as hf:
         hf.create_dataset("reconstruction", data=rec.astype(np.float32))
         for key, value in (attrs or {}).items():
             hf.attrs[key] = json.dumps(value) if isinstance(value, dict | list) else value
+        for name, arr in arrays.items():
+            dset = hf.create_dataset(f"maps/{name}", data=arr)
+            dset.attrs["units"], dset.attrs["description"] = map_units(name)
     return path
+
+
+def read_maps(path: str | Path) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """``{name: (map (S, H, W) float32, attrs)}`` of a reconstruction file (empty without)."""
+    path = Path(path)
+    with _open(path) as hf:
+        group = hf.get("maps")
+        if group is None:
+            return {}
+        if not isinstance(group, h5py.Group):
+            raise ReconError(f"{path.name}: 'maps' is not a group")
+        return {
+            name: (np.asarray(dset[()]), {k: _attr(v) for k, v in dset.attrs.items()})
+            for name, dset in group.items()
+            if isinstance(dset, h5py.Dataset)
+        }
 
 
 def read_reconstruction(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
