@@ -1,10 +1,13 @@
-"""Benchmark: deep-learning vs classical reconstruction on held-out simulated data.
+"""Benchmark: deep-learning vs classical reconstruction on the validation volume.
 
 Data: axial slices of the MNI152 2009a T1 template (``data/mri``), a volume none of the
 benchmarked models trained on (VarNet, U-Net, deep cascade of ``configs/train`` and the
 8-coil k-space net of ``recon_engine.dl.family_training`` share one split: train colin27
-+ INIA19 macaque, validate MNI152), resampled to 128x128 and simulated as 8-coil
-birdcage k-space at SNR 40 (``recon_engine.simulation.simulate_multicoil``, fixed seed).
++ INIA19 macaque, validate MNI152). Every model was SELECTED on this volume, so these are
+validation figures, not a held-out test: the test-set figures (images no selection ever
+saw) come from ``benchmarks/eval_model_cards.py`` and are in the model cards. Resampled
+to 128x128 and simulated as 8-coil birdcage k-space at SNR 40
+(``recon_engine.simulation.simulate_multicoil``, fixed seed).
 Reference: the RSS of the fully sampled k-space (fastMRI's target). Every method gets
 the SAME undersampled k-space and mask for each setting: R=4 and R=8 with fastMRI's
 equispaced and random 1D masks, both with a 10-line (8 %) ACS, the least that ESPIRiT /
@@ -243,7 +246,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n = 4 if args.quick else 12
-    print(f"# DL benchmark on held-out {VOLUME.name} ({COILS} coils, SNR {SNR}, {SIZE})")
+    print(
+        f"# DL benchmark on the validation volume {VOLUME.name} ({COILS} coils, SNR {SNR}, "
+        f"{SIZE}); test-set figures: benchmarks/eval_model_cards.py"
+    )
     results = recon_tables(n)
     print("\n### Targets (VarNet vs the best CS L1-wavelet)\n")
     for (pattern, acc), rows in results.items():
