@@ -8,7 +8,12 @@ from rest_framework.response import Response
 
 from mriplatform.cases.models import Case
 from mriplatform.cases.permissions import manageable_cases, visible_cases, visible_series
-from mriplatform.cases.serializers import CaseSerializer, SeriesSerializer, UploadSerializer
+from mriplatform.cases.serializers import (
+    CaseSerializer,
+    SeriesSerializer,
+    UploadSerializer,
+    validated_description,
+)
 from mriplatform.cases.services import IngestError, create_case_with_series, ingest_files
 from mriplatform.protocols.api import HasRole
 
@@ -44,13 +49,14 @@ class CaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         code = serializer.validated_data["subject_code"]
         if Case.objects.filter(institution=institution, subject_code=code).exists():
             raise ValidationError({"subject_code": ["this site already has that subject code"]})
+        description = validated_description(request.data)
         try:
             case = create_case_with_series(
                 dict(serializer.validated_data),
                 institution,
                 _files(request),
                 request.user,
-                request.data.get("description", ""),
+                description,
                 request=request,
             )
         except IngestError as exc:
@@ -65,14 +71,9 @@ class CaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         case = self.get_object()
         if not manageable_cases(request.user).filter(pk=case.pk).exists():
             raise PermissionDenied("only the case's site administrators can add series")
+        description = validated_description(request.data)
         try:
-            series = ingest_files(
-                case,
-                _files(request),
-                request.user,
-                request.data.get("description", ""),
-                request=request,
-            )
+            series = ingest_files(case, _files(request), request.user, description, request=request)
         except IngestError as exc:
             raise ValidationError({"files": [str(exc)]}) from None
         return Response(SeriesSerializer(series).data, status=status.HTTP_201_CREATED)

@@ -496,7 +496,8 @@ def validate_dicom(name: str, data: bytes) -> tuple[Dataset, list[str]]:
 
 def convert_all_values(ds: Dataset, max_depth: int = MAX_SEQUENCE_DEPTH) -> None:
     """Convert every attribute of ``ds`` and its sequence items (pydicom converts lazily,
-    on first access); ValueError if sequences nest deeper than ``max_depth``."""
+    on first access); ValueError if sequences nest deeper than ``max_depth`` or an IS/DS
+    value is not a number (pydicom keeps those as text and ``int()`` fails later)."""
     pending = [(ds, 0)]
     while pending:
         dataset, depth = pending.pop()
@@ -505,8 +506,16 @@ def convert_all_values(ds: Dataset, max_depth: int = MAX_SEQUENCE_DEPTH) -> None
         for elem in dataset:
             if elem.VR == "SQ":
                 pending.extend((item, depth + 1) for item in elem.value or [])
-            else:
-                _ = elem.value
+                continue
+            value = elem.value
+            if elem.VR in ("IS", "DS"):
+                values = value if isinstance(value, pydicom.multival.MultiValue) else [value]
+                for number in values:
+                    if isinstance(number, str) and number.strip():
+                        raise ValueError(
+                            f"{elem.keyword or elem.tag} value {number[:16]!r} is not a "
+                            f"number ({elem.VR})"
+                        )
 
 
 def _pixel_problems(ds: Dataset) -> list[str]:

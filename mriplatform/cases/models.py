@@ -6,11 +6,43 @@ files are renamed to random names, UIDs remapped per case and dates shifted per 
 
 from __future__ import annotations
 
+import math
+import re
 import secrets
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
+
+MAX_NOTES_LENGTH = 4000
+SUBJECT_CODE_FORBIDDEN = re.compile(r"[\\^=\x00-\x1f\x7f]")
+MAX_FIELD_STRENGTH_T = 30.0  # above every human and preclinical MR magnet built so far
+
+
+def validate_subject_code(value: str) -> None:
+    """A subject code becomes a DICOM PN and LO value: no ``\\``, ``^``, ``=`` or control
+    characters (tab included), and not blank."""
+    if not value.strip():
+        raise ValidationError("the subject code must not be blank")
+    if bad := sorted(set(SUBJECT_CODE_FORBIDDEN.findall(value))):
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValidationError(
+            f"the subject code may not contain {shown} (\\, ^, = and control characters "
+            "have a meaning in DICOM names)"
+        )
+
+
+def validate_field_strength(value: float | None) -> None:
+    """Field strength in tesla: finite, above 0 and at most 30 T."""
+    if value is None:
+        return
+    if not math.isfinite(value) or not 0 < value <= MAX_FIELD_STRENGTH_T:
+        raise ValidationError(
+            f"the field strength must be a number of tesla above 0 and at most "
+            f"{MAX_FIELD_STRENGTH_T:g}"
+        )
 
 
 def _random_shift() -> int:
@@ -37,12 +69,14 @@ class Case(models.Model):
     institution = models.ForeignKey(
         "accounts.Institution", on_delete=models.PROTECT, related_name="cases"
     )
-    subject_code = models.CharField(max_length=64)
+    subject_code = models.CharField(max_length=64, validators=[validate_subject_code])
     anatomy = models.CharField(max_length=16, choices=Anatomy.choices, default=Anatomy.OTHER)
-    field_strength_t = models.FloatField("field strength (T)", null=True, blank=True)
+    field_strength_t = models.FloatField(
+        "field strength (T)", null=True, blank=True, validators=[validate_field_strength]
+    )
     vendor = models.CharField(max_length=64, blank=True)
     sequence = models.CharField(max_length=128, blank=True, help_text="e.g. PD-weighted FSE")
-    notes = models.TextField(blank=True)
+    notes = models.TextField(blank=True, validators=[MaxLengthValidator(MAX_NOTES_LENGTH)])
     source_key = models.CharField(
         max_length=64,
         blank=True,
@@ -63,7 +97,13 @@ class Case(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["institution", "subject_code"], name="unique_subject_per_site"
-            )
+            ),
+            # NaN and infinity fail this too (PostgreSQL sorts NaN above every number).
+            models.CheckConstraint(
+                condition=models.Q(field_strength_t__isnull=True)
+                | models.Q(field_strength_t__gt=0, field_strength_t__lte=MAX_FIELD_STRENGTH_T),
+                name="field_strength_in_range",
+            ),
         ]
 
     def __str__(self) -> str:

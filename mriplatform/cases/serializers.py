@@ -47,3 +47,13 @@ class CaseSerializer(serializers.ModelSerializer):
 class UploadSerializer(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     description = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+def validated_description(data) -> str:
+    """The optional series ``description`` of a multipart upload, validated as
+    :class:`UploadSerializer` does (at most 200 characters); ValidationError if not."""
+    field = UploadSerializer().fields["description"]
+    try:
+        return field.run_validation(data.get("description", ""))
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({"description": exc.detail}) from None

@@ -38,7 +38,10 @@ def _series_folder(case: Case, series: Series) -> str:
 def ingest_files(case: Case, files, user, description: str = "", request=None) -> Series:
     """Validate, de-identify and store one series made of ``files`` (Django UploadedFiles)."""
     plan = ingest.inspect_upload(files)
-    context = deid_context(case)
+    try:
+        context = deid_context(case)
+    except ValueError as exc:  # a subject code stored before codes were validated
+        raise IngestError(f"case {case.pk} cannot be de-identified: {exc}") from exc
     series = Series(case=case, description=description, created_by=user)
     folder = _series_folder(case, series)
     written: list[str] = []
@@ -56,7 +59,7 @@ def ingest_files(case: Case, files, user, description: str = "", request=None) -
             series.series_instance_uid = reports[0].series_instance_uid
             series.n_slices = len(instances)
             series.matrix = list(plan.summary.get("matrix", []))
-            series.metadata = deid.clean_summary(plan.summary, context)
+            series.metadata = plan.summary
             series.deid_report = deid.merge_reports(reports)
         else:
             series.kind = Series.Kind.FASTMRI if plan.kind == "fastmri_h5" else Series.Kind.ISMRMRD
@@ -72,7 +75,7 @@ def ingest_files(case: Case, files, user, description: str = "", request=None) -
             series.n_coils = summary.get("n_coils")
             series.matrix = list(summary.get("matrix", []))
             series.fully_sampled = summary.get("fully_sampled")
-            series.metadata = deid.clean_summary(summary, context)
+            series.metadata = summary
             series.deid_report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
             instances = []
         with transaction.atomic():

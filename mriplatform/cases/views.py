@@ -9,7 +9,13 @@ from django.views.decorators.cache import cache_control
 
 from mriplatform.accounts.roles import Role, role_required
 from mriplatform.cases.forms import CaseForm, UploadForm
-from mriplatform.cases.imaging import SliceError, slice_count, slice_image, to_png
+from mriplatform.cases.imaging import (
+    SliceDecodeError,
+    SliceError,
+    slice_count,
+    slice_image,
+    to_png,
+)
 from mriplatform.cases.models import Anatomy
 from mriplatform.cases.permissions import manageable_cases, visible_cases, visible_series
 from mriplatform.cases.services import IngestError, create_case_with_series, ingest_files
@@ -83,6 +89,9 @@ def series_slice_png(request, uuid, index: int):
     series = get_object_or_404(visible_series(request.user), uuid=uuid)
     try:
         png = to_png(slice_image(series, index))
+    except SliceDecodeError as exc:
+        # The file is stored but cannot be shown: say so instead of failing the page.
+        return HttpResponse(str(exc), status=422, content_type="text/plain; charset=utf-8")
     except SliceError as exc:
         raise Http404(str(exc)) from None
     return HttpResponse(png, content_type="image/png")

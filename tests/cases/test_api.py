@@ -143,8 +143,9 @@ def test_missing_files_and_oversize(api, site_admin, media_root, raw_case_file, 
         {"subject_code": "API-003", "files": [upload("k.h5", raw_case_file.read_bytes())]},
         format="multipart",
     )
-    assert response.status_code == 400
-    assert "exceeds 1000 bytes" in response.json()["files"][0]
+    # Refused on its Content-Length before the body is read (UploadSizeLimitMiddleware).
+    assert response.status_code == 413
+    assert "exceeds the upload limit of 1000 bytes" in response.json()["detail"]
     assert_nothing_stored(media_root)
 
 
