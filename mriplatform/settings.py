@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads request.POST: an oversized body is refused unread.
+    "mriplatform.cases.middleware.UploadSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -209,6 +211,11 @@ MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=4 * 1024**3)
 # DICOM receiver: the calling AE titles and IP addresses allowed to send (empty = any).
 DICOM_ALLOWED_AETS = env.list("DICOM_ALLOWED_AETS", default=[])
 DICOM_ALLOWED_HOSTS = env.list("DICOM_ALLOWED_HOSTS", default=[])
+
+# De-identification: the site's own terms kept in cleaned free text (series and protocol
+# descriptions) besides mriplatform/cases/data/mr_vocabulary.txt; comma-separated, e.g.
+# DEID_EXTRA_VOCABULARY="KneeFast,Hospital Special". Each word becomes a term.
+DEID_EXTRA_VOCABULARY = env.list("DEID_EXTRA_VOCABULARY", default=[])
 
 # Security headers and cookies. Cookies are secure and HSTS on in production.
 SESSION_COOKIE_HTTPONLY = True
