@@ -59,7 +59,7 @@ def ingest_files(case: Case, files, user, description: str = "", request=None) -
             series.series_instance_uid = reports[0].series_instance_uid
             series.n_slices = len(instances)
             series.matrix = list(plan.summary.get("matrix", []))
-            series.metadata = plan.summary
+            series.metadata = deid.clean_summary(plan.summary, context)
             series.deid_report = deid.merge_reports(reports)
         else:
             series.kind = Series.Kind.FASTMRI if plan.kind == "fastmri_h5" else Series.Kind.ISMRMRD
@@ -75,7 +75,7 @@ def ingest_files(case: Case, files, user, description: str = "", request=None) -
             series.n_coils = summary.get("n_coils")
             series.matrix = list(summary.get("matrix", []))
             series.fully_sampled = summary.get("fully_sampled")
-            series.metadata = summary
+            series.metadata = deid.clean_summary(summary, context)
             series.deid_report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
             instances = []
         with transaction.atomic():
