@@ -345,9 +345,20 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
             states = [api.get(f"{web}/api/jobs/{pk}/", timeout=30).json() for pk in job_ids]
             return states if all(s["status"] in ("succeeded", "failed") for s in states) else None
 
-        for state in wait_until(jobs_finished, 150, "reconstruction jobs", interval=1.0):
+        states = wait_until(jobs_finished, 150, "reconstruction jobs", interval=1.0)
+        for state in states:
             assert state["status"] == "succeeded", (state, deployment.tails())
             assert state["progress_percent"] == 100 and state["metrics"]["psnr"] > 10
+
+        # The web previews what the upload and the recon worker stored (QA viewer).
+        admin_browser = login(web, admin.username)
+        previews = [Series.objects.get(pk=raw_id)] + [
+            Series.objects.get(pk=state["output_series"]) for state in states
+        ]
+        for series in previews:
+            png = admin_browser.get(f"{web}/cases/series/{series.uuid}/slice/1.png", timeout=60)
+            assert png.status_code == 200, (series.kind, png.text[:500])
+            assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
 
         received = wait_until(
             lambda: Series.objects.filter(
