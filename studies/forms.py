@@ -236,3 +236,51 @@ class ReasonForm(forms.Form):
     """The reason an audited override (early release, closing for analysis) is made."""
 
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, strip=True)
+
+
+class PlanForm(forms.Form):
+    """Inputs of a sample-size plan: a pilot (closed study + finding question) or stated
+    Obuchowski-Rockette variance components (blank: published defaults), the AUC
+    difference to detect, alpha and the power wanted."""
+
+    source = forms.ChoiceField(
+        choices=[("pilot", "A closed pilot study"), ("assumptions", "Stated assumptions")],
+        widget=forms.RadioSelect,
+        initial="pilot",
+    )
+    pilot_question = forms.ChoiceField(label="Pilot study and finding", required=False)
+    effect = forms.FloatField(
+        label="AUC difference to detect",
+        required=False,
+        min_value=-0.5,
+        max_value=0.5,
+        help_text="Blank: the pilot's observed difference (required with stated assumptions).",
+    )
+    alpha = forms.FloatField(initial=0.05, min_value=0.001, max_value=0.2)
+    power = forms.FloatField(label="Power wanted", initial=0.8, min_value=0.5, max_value=0.99)
+    var_error = forms.FloatField(label="Var (error variance)", required=False, min_value=0)
+    cov1 = forms.FloatField(label="Cov1", required=False)
+    cov2 = forms.FloatField(label="Cov2", required=False)
+    cov3 = forms.FloatField(label="Cov3", required=False)
+    var_tr = forms.FloatField(label="Treatment-by-reader variance", required=False)
+    n_cases = forms.IntegerField(label="Cases behind the components", required=False, min_value=2)
+
+    COMPONENTS = ("var_error", "cov1", "cov2", "cov3", "var_tr", "n_cases")
+
+    def __init__(self, *args, pilot_choices: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["pilot_question"].choices = [("", "—"), *pilot_choices]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("source") == "pilot" and not data.get("pilot_question"):
+            self.add_error("pilot_question", "Choose a pilot study and finding.")
+        if data.get("source") == "assumptions":
+            given = [data.get(k) is not None for k in self.COMPONENTS]
+            if any(given) and not all(given):
+                raise forms.ValidationError(
+                    "Give all six variance components, or none for the published defaults."
+                )
+            if data.get("effect") in (None, 0):
+                self.add_error("effect", "State the AUC difference to detect.")
+        return data

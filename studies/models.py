@@ -474,3 +474,35 @@ class AnalysisRun(models.Model):
 
     def __str__(self) -> str:
         return f"analysis {self.pk} of {self.study}"
+
+
+class StudyPlan(models.Model):
+    """A sample-size plan saved with a study before it opens: the readers x cases needed
+    for the chosen power, from a pilot (a closed study) or stated assumptions.
+
+    ``parameters`` holds the inputs (source, pilot question and arms, effect, alpha,
+    power, variance components); ``result`` the power table and the recommendation, as
+    :func:`studies.planning_service.compute_plan` returns them.
+    """
+
+    class Source(models.TextChoices):
+        PILOT = "pilot", "Pilot study"
+        ASSUMPTIONS = "assumptions", "Stated assumptions"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="plans")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    source = models.CharField(max_length=12, choices=Source.choices)
+    pilot = models.ForeignKey(
+        Study, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    parameters = models.JSONField(default=dict)
+    result = models.JSONField(default=dict)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"plan {self.pk} of {self.study}"

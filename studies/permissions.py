@@ -66,3 +66,16 @@ def analysable_studies(user) -> QuerySet[Study]:
     if not user.has_role(Role.STATISTICIAN) or not user.institution_id:
         return Study.objects.none()
     return closed.filter(institution_id=user.institution_id)
+
+
+def plannable_studies(user) -> QuerySet[Study]:
+    """Studies whose sample size ``user`` may plan: the coordinator's own and, for
+    statisticians, every study of their site (all for superusers)."""
+    if not _active(user):
+        return Study.objects.none()
+    if user.is_superuser:
+        return Study.objects.all()
+    planned = managed_studies(user)
+    if user.has_role(Role.STATISTICIAN) and user.institution_id:
+        planned = planned | Study.objects.filter(institution_id=user.institution_id)
+    return planned.distinct()

@@ -2,9 +2,11 @@
 
 from django.urls import path
 
-from studies.views import analysis
+from studies.views import analysis, planning
 
 urlpatterns = [
+    path("<int:pk>/plan/", planning.study_plan, name="plan"),
+    path("<int:pk>/plan/<int:plan_pk>.pdf", planning.plan_pdf, name="plan-pdf"),
     path("analysis/", analysis.index, name="analysis-index"),
     path("<int:pk>/analysis/", analysis.study_analysis, name="analysis-study"),
     path("analysis/runs/<int:pk>/", analysis.run_detail, name="analysis-run"),
