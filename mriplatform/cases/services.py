@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -28,6 +29,7 @@ def deid_context(case: Case) -> deid.DeidContext:
         subject_code=case.subject_code,
         uid_secret=bytes.fromhex(case.uid_secret),
         date_shift_days=case.date_shift_days,
+        extra_vocabulary=tuple(settings.DEID_EXTRA_VOCABULARY),
     )
 
 

@@ -323,3 +323,20 @@ def test_ismrmrd_header_free_text_cleaned_through_upload(client, make_user, medi
         )
     _upload(client, make_user, [("scan.h5", path.read_bytes())])
     _assert_cleaned(_stored_header(media_root))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("configured", [False, True])
+def test_site_vocabulary_setting_reaches_uploads(
+    client, make_user, media_root, settings, configured
+):
+    settings.DEID_EXTRA_VOCABULARY = ["KneeFast"] if configured else []
+    ds = _marked_instance()
+    ds.SeriesDescription = "SAG PD KneeFast7 SMITHJOHN"
+    admin = make_user(Role.SITE_ADMIN)
+    client.force_login(admin)
+    client.session_user = admin
+    upload_through_api(client, [("scan.dcm", to_bytes(ds))])
+    (stored,) = [p for p in media_root.rglob("*") if p.is_file()]
+    expected = "SAG PD KneeFast7" if configured else "SAG PD"
+    assert pydicom.dcmread(stored).SeriesDescription == expected
