@@ -66,8 +66,11 @@ def case_detail(request, pk: int):
         count = slice_count(s)
         s.thumb_index = count // 2 if count else None
     can_manage = manageable_cases(request.user).filter(pk=case.pk).exists()
+    has_raw = any(s.is_raw for s in series)
     return render(
-        request, "cases/detail.html", {"case": case, "series": series, "can_manage": can_manage}
+        request,
+        "cases/detail.html",
+        {"case": case, "series": series, "can_manage": can_manage, "has_raw": has_raw},
     )
 
 

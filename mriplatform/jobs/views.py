@@ -1,5 +1,5 @@
 from django.contrib import messages
-from django.http import JsonResponse
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -10,8 +10,10 @@ from mriplatform.cases.permissions import manageable_cases, visible_cases
 from mriplatform.jobs import lease, services
 from mriplatform.jobs.forms import SubmitForm
 from mriplatform.jobs.models import ReconJob
+from mriplatform.jobs.presentation import metric_rows, provenance_rows
 
 VIEWERS = (Role.SITE_ADMIN, Role.COORDINATOR)
+RAW_KINDS = (Series.Kind.FASTMRI, Series.Kind.ISMRMRD)
 
 
 def _jobs_for(user):
@@ -45,13 +47,19 @@ def job_status_json(request):
 
 @role_required(Role.SITE_ADMIN)
 def submit(request):
-    raw = Series.objects.filter(
-        case__in=manageable_cases(request.user), kind__in=[Series.Kind.FASTMRI, Series.Kind.ISMRMRD]
-    ).select_related("case")
-    initial = {}
-    if request.GET.get("case"):
-        initial["series"] = raw.filter(case_id=request.GET["case"])
-    form = SubmitForm(request.POST or None, series_queryset=raw, initial=initial)
+    """Reconstruct raw series with protocols; ``?case=N`` limits the list to that case."""
+    cases = manageable_cases(request.user)
+    raw = Series.objects.filter(case__in=cases, kind__in=RAW_KINDS).select_related("case")
+    case = None
+    if "case" in request.GET:
+        case_id = request.GET["case"]
+        case = get_object_or_404(cases, pk=int(case_id)) if case_id.isdigit() else None
+        if case is None:
+            return HttpResponseBadRequest("case must be a case number")
+        raw = raw.filter(case=case)
+    form = SubmitForm(
+        request.POST or None, series_queryset=raw, initial={"series": raw} if case else {}
+    )
     if request.method == "POST" and form.is_valid():
         created, existing = services.submit_jobs(
             form.cleaned_data["series"],
@@ -66,13 +74,27 @@ def submit(request):
             + ".",
         )
         return redirect("jobs:list")
-    return render(request, "jobs/submit.html", {"form": form})
+    return render(
+        request,
+        "jobs/submit.html",
+        {"form": form, "case": case, "has_raw": raw.exists()},
+    )
 
 
 @role_required(*VIEWERS)
 def job_detail(request, pk: int):
     job = get_object_or_404(_jobs_for(request.user), pk=pk)
-    return render(request, "jobs/detail.html", {"job": job})
+    output = job.output_series
+    return render(
+        request,
+        "jobs/detail.html",
+        {
+            "job": job,
+            "metric_rows": metric_rows(job.metrics or {}),
+            "provenance_rows": list(provenance_rows(job.provenance or {})),
+            "preview_index": (output.n_slices or 1) // 2 if output is not None else None,
+        },
+    )
 
 
 @require_POST

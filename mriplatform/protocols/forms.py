@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 
-from mriplatform.protocols.models import Protocol
+from mriplatform.protocols.models import TIMING_FIELDS, Protocol
 from recon_engine.registry import all_methods, get_method
 
 PARAM_PREFIX = "param__"
@@ -64,7 +64,9 @@ class ProtocolForm(forms.ModelForm):
         self.fields["reference"].queryset = Protocol.objects.filter(is_current=True)
         chosen = method or self.data.get("method") or self.initial.get("method")
         chosen = chosen or (self.instance.method if self.instance.pk else None)
-        chosen = chosen or self.fields["method"].choices[0][1][0][0]
+        offered = [name for _, group in self.fields["method"].choices for name, _ in group]
+        if chosen not in offered:  # none yet, or an unknown name the choice field reports
+            chosen = offered[0]
         self.fields["method"].initial = chosen
         self.spec = get_method(chosen)
         current = self.instance.params if self.instance.pk else {}
@@ -76,6 +78,17 @@ class ProtocolForm(forms.ModelForm):
 
     def param_fields(self):
         return [self[name] for name in self.fields if name.startswith(PARAM_PREFIX)]
+
+    def reference_timings(self) -> dict[int, dict[str, float]]:
+        """Sequence timing of every protocol offered as a reference, keyed by id.
+
+        The page copies it into the timing fields when a reference is chosen, so that the
+        time reduction compares accelerations of one sequence, not two sequences.
+        """
+        return {
+            row["pk"]: {name: row[name] for name in TIMING_FIELDS}
+            for row in self.fields["reference"].queryset.values("pk", *TIMING_FIELDS)
+        }
 
     def base_fields_bound(self):
         return [self[name] for name in self.fields if not name.startswith(PARAM_PREFIX)]

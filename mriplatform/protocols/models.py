@@ -32,6 +32,10 @@ SCIENTIFIC_FIELDS = (
     "reference",
 )
 
+# Sequence timing that, when it differs from the reference protocol's, makes the time
+# reduction compare two different sequences rather than two accelerations of one.
+TIMING_FIELDS = ("tr_ms", "phase_encodes", "nsa", "partitions", "echo_train_length")
+
 
 class ProtocolImmutableError(Exception):
     """A saved protocol version was about to change; make a new version instead."""
@@ -222,3 +226,17 @@ class Protocol(models.Model):
         from recon_engine.timing import time_reduction
 
         return time_reduction(self.acquisition_time_s, self.reference.acquisition_time_s)
+
+    def timing_differences(self) -> list[tuple[str, object, object]]:
+        """(label, this protocol's value, the reference's) for each timing field that differs.
+
+        Empty without a reference. SMS factor and acceleration are not listed: reducing
+        time through them is what a comparison against the reference is for.
+        """
+        if self.reference is None:
+            return []
+        return [
+            (self._meta.get_field(name).verbose_name, getattr(self, name), value)
+            for name in TIMING_FIELDS
+            if (value := getattr(self.reference, name)) != getattr(self, name)
+        ]

@@ -1,10 +1,13 @@
 from django.contrib import messages
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET
 
 from mriplatform.accounts.roles import Role, role_required
 from mriplatform.audit.services import record
 from mriplatform.protocols.forms import PARAM_PREFIX, ProtocolForm
 from mriplatform.protocols.models import SCIENTIFIC_FIELDS, Protocol
+from recon_engine.registry import get_method
 
 VIEWERS = (Role.SITE_ADMIN, Role.COORDINATOR)
 
@@ -22,6 +25,30 @@ def protocol_detail(request, pk: int):
     return render(request, "protocols/detail.html", {"protocol": protocol, "versions": versions})
 
 
+def _warn_if_timing_differs(request, protocol: Protocol) -> None:
+    differences = protocol.timing_differences()
+    if differences:
+        listed = ", ".join(f"{label} {ours} vs {theirs}" for label, ours, theirs in differences)
+        messages.warning(
+            request,
+            f"Sequence timing differs from the reference {protocol.reference} ({listed}): "
+            "the time reduction compares two sequences, not only the acceleration.",
+        )
+
+
+@role_required(Role.SITE_ADMIN)
+@require_GET
+def method_fields(request):
+    """The parameter fields of one method (HTML fragment), swapped in when the method changes."""
+    method = request.GET.get("method", "")
+    try:
+        get_method(method)
+    except KeyError:
+        return HttpResponseBadRequest(f"unknown method {method[:80]!r}")
+    form = ProtocolForm(method=method)
+    return render(request, "protocols/_method_params.html", {"form": form})
+
+
 @role_required(Role.SITE_ADMIN)
 def protocol_create(request):
     form = ProtocolForm(request.POST or None, method=request.GET.get("method"))
@@ -37,6 +64,7 @@ def protocol_create(request):
             details={"method": protocol.method, "params": protocol.params},
         )
         messages.success(request, f"Protocol {protocol} created.")
+        _warn_if_timing_differs(request, protocol)
         return redirect("protocols:detail", pk=protocol.pk)
     return render(request, "protocols/form.html", {"form": form, "title": "New protocol"})
 
@@ -70,6 +98,7 @@ def protocol_edit(request, pk: int):
             details={"previous": protocol.pk},
         )
         messages.success(request, f"Saved as {new}.")
+        _warn_if_timing_differs(request, new)
         return redirect("protocols:detail", pk=new.pk)
     return render(
         request,

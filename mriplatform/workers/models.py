@@ -6,10 +6,11 @@ from django.db import models
 
 
 class WorkerStatus(models.Model):
-    """One Celery worker, as seen by the last broadcast ping and its last probe task.
+    """One Celery worker, as its last answer to the probe broadcast described it.
 
-    ``last_seen`` is when it last answered a broadcast; ``device`` and ``probed_at``
-    come from :func:`mriplatform.workers.tasks.probe_worker` run on that worker.
+    ``last_seen``/``probed_at`` are when it last answered
+    (:mod:`mriplatform.workers.control`); ``queues``, ``device`` and ``software`` are what
+    it said then.
     """
 
     hostname = models.CharField(max_length=255, unique=True)

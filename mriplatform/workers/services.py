@@ -1,44 +1,55 @@
-"""Discover live Celery workers and ask each one to probe itself."""
+"""Discover live Celery workers and what each one computes on."""
 
 from __future__ import annotations
 
-from celery.utils import worker_direct
 from django.utils import timezone
 
 from mriplatform.celery import app
+from mriplatform.workers.control import PROBE_COMMAND
 from mriplatform.workers.models import WorkerStatus
-from mriplatform.workers.tasks import probe_worker
 
 
-def refresh_workers(timeout: float = 1.5) -> list[str]:
-    """Ping all workers (broadcast), record their queues, and send each a probe task.
+def refresh_workers(timeout: float = 1.5) -> dict[str, dict]:
+    """Broadcast the probe command, record every answer, return ``{hostname: answer}``.
 
-    The probe runs on that very worker (its direct queue) and stores the device it
-    computes on. Returns the hostnames that answered.
+    One broadcast, answered from each worker's consumer (not its pool), so a worker busy
+    reconstructing answers too; ``active_tasks`` says how busy it is.
     """
-    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    replies = app.control.broadcast(PROBE_COMMAND, reply=True, timeout=timeout) or []
     now = timezone.now()
-    for hostname, queues in replies.items():
-        names = sorted(
-            q["name"]
-            for q in queues
-            if not q["name"].endswith(".dq2") and "pidbox" not in q["name"]
-        )
-        WorkerStatus.objects.update_or_create(
-            hostname=hostname, defaults={"queues": names, "last_seen": now}
-        )
-        probe_worker.apply_async(queue=worker_direct(hostname), expires=60)
-    return sorted(replies)
+    live: dict[str, dict] = {}
+    for reply in replies:
+        for hostname, answer in reply.items():
+            if not isinstance(answer, dict) or "device" not in answer:
+                continue  # an old worker without the command answers with an error
+            live[hostname] = answer
+            WorkerStatus.objects.update_or_create(
+                hostname=hostname,
+                defaults={
+                    "queues": answer["queues"],
+                    "device": answer["device"],
+                    "software": answer["software"],
+                    "last_seen": now,
+                    "probed_at": now,
+                },
+            )
+    return live
 
 
-def worker_rows(live: list[str]) -> list[dict]:
-    """Rows for the status page: every known worker, marked up when it answered now."""
+def worker_rows(live: dict[str, dict]) -> list[dict]:
+    """Rows for the status page: every known worker, marked up when it answered now.
+
+    ``seconds_since_seen`` lets the page say how old a silent worker's information is.
+    """
+    now = timezone.now()
     rows = []
     for worker in WorkerStatus.objects.all():
+        answer = live.get(worker.hostname)
         rows.append(
             {
                 "hostname": worker.hostname,
-                "up": worker.hostname in live,
+                "up": answer is not None,
+                "active_tasks": answer["active_tasks"] if answer else None,
                 "queues": worker.queues,
                 "has_gpu": worker.has_gpu,
                 "device_name": worker.device.get("name", ""),
@@ -46,7 +57,9 @@ def worker_rows(live: list[str]) -> list[dict]:
                 "memory_gib": round(worker.device.get("memory_bytes", 0) / 1024**3, 1),
                 "torch": worker.device.get("torch", ""),
                 "last_seen": worker.last_seen.isoformat() if worker.last_seen else None,
-                "probed_at": worker.probed_at.isoformat() if worker.probed_at else None,
+                "seconds_since_seen": (
+                    round((now - worker.last_seen).total_seconds()) if worker.last_seen else None
+                ),
             }
         )
     rows.sort(key=lambda r: (not r["up"], r["hostname"]))

@@ -1,35 +1,12 @@
-"""Tasks run on every worker to report what it is and what it can compute on."""
+"""Worker-side code: a round-trip task, the probe control command, per-task hygiene."""
 
 from __future__ import annotations
 
-import platform as std_platform
-import socket
-
 from celery import shared_task
 from celery.signals import task_prerun
-from django.utils import timezone
 
-from mriplatform.workers.models import WorkerStatus
-
-
-@shared_task(bind=True, name="workers.probe_worker", acks_late=False)
-def probe_worker(self) -> dict:
-    """Report this worker's compute device (torch CUDA/CPU) and software; store it."""
-    import recon_engine
-    from recon_engine.device import describe_device
-
-    hostname = self.request.hostname or socket.gethostname()
-    device = describe_device()
-    software = {
-        "python": std_platform.python_version(),
-        "engine": recon_engine.__version__,
-        "host": socket.gethostname(),
-    }
-    WorkerStatus.objects.update_or_create(
-        hostname=hostname,
-        defaults={"device": device, "software": software, "probed_at": timezone.now()},
-    )
-    return {"hostname": hostname, "device": device, "software": software}
+# Imported for its side effect: registers the probe remote-control command in the worker.
+from mriplatform.workers import control  # noqa: F401
 
 
 @shared_task(name="workers.echo")

@@ -19,7 +19,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         return img
 
     out = run_batched(data, params, solve, "cg_sense")
-    out.info.update(iterations=max(iterations), lamda=params["lambda"])
+    out.info.update({"iterations": max(iterations), "lambda": params["lambda"]})
     return out
 
 

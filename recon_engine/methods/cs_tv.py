@@ -21,7 +21,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         return tv_sense(ksp, sens, mask, params["lambda"] * scale, params["iterations"])
 
     out = run_batched(data, params, solve, "tv")
-    out.info.update(lamda=params["lambda"], iterations=params["iterations"])
+    out.info.update({"lambda": params["lambda"], "iterations": params["iterations"]})
     return out
 
 

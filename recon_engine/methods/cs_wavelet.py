@@ -30,7 +30,7 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
         )
 
     out = run_batched(data, params, solve, "l1_wavelet")
-    out.info.update(lamda=params["lambda"], iterations=params["iterations"])
+    out.info.update({"lambda": params["lambda"], "iterations": params["iterations"]})
     return out
 
 

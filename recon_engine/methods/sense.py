@@ -25,7 +25,9 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     out = run_batched(data, params, solve, "sense_unfold")
     if gmaps:
         out.maps["g_factor"] = torch.cat(gmaps)
-    out.info.update(acceleration=pattern.acceleration, offset=pattern.offset, lamda=lamda)
+    out.info.update(
+        {"acceleration": pattern.acceleration, "offset": pattern.offset, "lambda": lamda}
+    )
     return out
 
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 from mriplatform.accounts.roles import Role
 from mriplatform.jobs import services
 from mriplatform.jobs.models import ReconJob
-from tests.factories import CaseFactory, ProtocolFactory
+from tests.factories import CaseFactory, ProtocolFactory, ReconJobFactory, SeriesFactory
 from tests.jobs import raw_series
 
 pytestmark = pytest.mark.django_db
@@ -95,5 +95,45 @@ def test_detail_shows_metrics_and_provenance(admin, admin_client, raws):
     services.run_job(job.pk)
     job.refresh_from_db()
     page = admin_client.get(reverse("jobs:detail", args=[job.pk])).content.decode()
-    assert "psnr" in page and f"{job.metrics['psnr']}"[:6] in page
+    assert f"{job.metrics['psnr']:.2f} dB" in page
     assert job.provenance["git_commit"] in page and "engine_version" in page
+
+
+def test_result_page_shows_rounded_metrics_provenance_rows_and_a_preview(client, make_user):
+    admin = make_user(Role.SITE_ADMIN)
+    case = CaseFactory(institution=admin.institution)
+    job = ReconJobFactory(
+        input_series=SeriesFactory(case=case),
+        metrics={"nmse": 0.0123456789, "psnr": 28.123456789, "ssim": 0.7654321, "reference": "x"},
+        provenance={"method": "cs_wavelet", "params": {"lambda": 0.005}},
+    )
+    job.output_series.n_slices = 12
+    job.output_series.save()
+    client.force_login(admin)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "28.12 dB" in page and "0.7654" in page and "0.0123" in page
+    assert "28.123456789" not in page
+    assert "<code>params.lambda</code></th><td>0.005</td>" in page
+    assert "{&#x27;" not in page and "{'" not in page  # no Python dict repr
+    assert f"/cases/series/{job.output_series.uuid}/slice/6.png" in page
+
+
+def test_reconstruct_on_a_dicom_only_case_says_it_has_no_raw_series(client, make_user):
+    admin = make_user(Role.SITE_ADMIN)
+    dicom_case = CaseFactory(institution=admin.institution, subject_code="DICOM-ONLY")
+    SeriesFactory(case=dicom_case, kind="dicom")
+    other = CaseFactory(institution=admin.institution, subject_code="RAW-CASE")
+    SeriesFactory(case=other, kind="fastmri_h5")
+    client.force_login(admin)
+
+    detail = client.get(f"/cases/{dicom_case.pk}/").content.decode()
+    assert "No raw k-space to reconstruct" in detail and "?case=" not in detail
+
+    page = client.get("/jobs/submit/", {"case": dicom_case.pk}).content.decode()
+    assert "DICOM-ONLY has no raw k-space series" in page
+    assert "RAW-CASE" not in page  # other cases' series are not offered as if they were its own
+
+    page = client.get("/jobs/submit/", {"case": other.pk}).content.decode()
+    assert "RAW-CASE" in page and "checked" in page
+    assert client.get("/jobs/submit/", {"case": "x"}).status_code == 400
+    assert client.get("/jobs/submit/", {"case": 999999}).status_code == 404

@@ -91,3 +91,54 @@ def test_who_sees_protocols(client, make_user, role, status):
     client.force_login(make_user(role))
     ProtocolFactory()
     assert client.get(reverse("protocols:list")).status_code == status
+
+
+def test_method_fields_fragment_lists_the_methods_parameters(client, make_user):
+    from recon_engine.registry import get_method
+
+    client.force_login(make_user(Role.SITE_ADMIN))
+    page = client.get(reverse("protocols:method-fields"), {"method": "cs_wavelet"}).content
+    for param in get_method("cs_wavelet").params:
+        assert f'name="param__{param.name}"'.encode() in page
+    assert client.get(reverse("protocols:method-fields"), {"method": "nope"}).status_code == 400
+
+
+def test_unknown_method_in_the_query_string_is_not_a_500(client, make_user):
+    client.force_login(make_user(Role.SITE_ADMIN))
+    assert client.get(reverse("protocols:create"), {"method": "no-such"}).status_code == 200
+
+
+def test_timing_that_differs_from_the_reference_is_flagged(client, make_user):
+    client.force_login(make_user(Role.SITE_ADMIN))
+    reference = ProtocolFactory(
+        method="rss",
+        mask_pattern="as_acquired",
+        acceleration=1,
+        tr_ms=600,
+        phase_encodes=320,
+        echo_train_length=4,
+    )
+    response = client.post(
+        reverse("protocols:create"), form_data(reference=reference.pk), follow=True
+    )
+    created = Protocol.objects.get(name="GRAPPA R3")
+    assert [label for label, _, _ in created.timing_differences()] == [
+        "TR (ms)",
+        "echo train length",
+    ]
+    text = response.content.decode()
+    assert "Sequence timing differs from the reference" in text
+    assert 'id="timing-differs"' in text  # the detail page keeps saying it
+
+    same = Protocol.objects.create(
+        name="GRAPPA R3 same timing",
+        method="grappa",
+        mask_pattern="uniform",
+        acceleration=3,
+        tr_ms=600,
+        phase_encodes=320,
+        echo_train_length=4,
+        reference=reference,
+    )
+    assert same.timing_differences() == []
+    assert 0 < same.time_reduction < 1

@@ -21,20 +21,27 @@ def test_recon_queue_is_served(celery_worker_process):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_probe_reports_the_worker_device(celery_worker_process):
-    import time
-
+def test_probe_reports_the_worker_device_in_one_broadcast(celery_worker_process):
     live = refresh_workers(timeout=3)
     assert celery_worker_process in live
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = WorkerStatus.objects.filter(hostname=celery_worker_process).first()
-        if status and status.probed_at:
-            break
-        time.sleep(0.5)
-    assert status.probed_at is not None
+    status = WorkerStatus.objects.get(hostname=celery_worker_process)
+    assert status.probed_at is not None and status.last_seen == status.probed_at
     assert set(status.queues) >= {"recon", "default"}
     assert status.device["device"] == "cpu"  # RECON_DEVICE=cpu in the test environment
     assert status.device["torch"]
     row = next(r for r in worker_rows(live) if r["hostname"] == celery_worker_process)
-    assert row["up"] and not row["has_gpu"]
+    assert row["up"] and not row["has_gpu"] and row["active_tasks"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_silent_worker_is_shown_with_the_age_of_its_last_answer():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    WorkerStatus.objects.create(
+        hostname="gone@elsewhere", last_seen=timezone.now() - timedelta(seconds=90)
+    )
+    row = next(r for r in worker_rows({}) if r["hostname"] == "gone@elsewhere")
+    assert not row["up"] and row["active_tasks"] is None
+    assert 89 <= row["seconds_since_seen"] <= 95
