@@ -3,6 +3,8 @@
 // Public API (ES module exports, also published as window.ReconViewer):
 //   mount(element, options) -> viewer        see README in frontend/ for the full reference
 //   renderBackend() -> "gpu" | "cpu"         the rendering path cornerstone3D is using
+//   fetchSeries(url) -> {buffer, contentType} one whole-series request (multipart/related)
+//   registerSeries(imageIds, series)         its instances become the images of imageIds
 //   DEFAULT_PRESETS, SHORTCUTS
 //
 // The overlay deliberately shows only slice index, window/level and zoom: the images are
@@ -40,7 +42,7 @@ import {
   synchronizers,
   utilities as toolUtils,
 } from '@cornerstonejs/tools';
-import { init as dicomLoaderInit } from '@cornerstonejs/dicom-image-loader';
+import { init as dicomLoaderInit, wadouri } from '@cornerstonejs/dicom-image-loader';
 
 import {
   TYPE_FOR_TOOL,
@@ -152,6 +154,101 @@ function el(tag, className, attrs = {}) {
   return node;
 }
 
+// Input types where keys are text: shortcuts stay off there (radio buttons, checkboxes,
+// buttons and sliders do not take text, so the shortcuts work after clicking them).
+const TEXT_INPUT_TYPES = new Set([
+  'text', 'number', 'search', 'email', 'url', 'tel', 'password', 'date', 'time',
+  'datetime-local', 'month', 'week',
+]);
+
+/** Whether keys typed at `target` are text (a text field, text area, select, editable). */
+export function isTextEntry(target) {
+  if (!(target instanceof HTMLElement)) return false;
+  if (target.isContentEditable || target.tagName === 'TEXTAREA' || target.tagName === 'SELECT') {
+    return true;
+  }
+  return target.tagName === 'INPUT' && TEXT_INPUT_TYPES.has((target.type || 'text').toLowerCase());
+}
+
+// ---------------------------------------------------------------- whole-series transfer
+
+function indexOfBytes(haystack, needle, from) {
+  const first = needle[0];
+  let i = haystack.indexOf(first, from);
+  while (i >= 0 && i <= haystack.length - needle.length) {
+    let k = 1;
+    while (k < needle.length && haystack[i + k] === needle[k]) k++;
+    if (k === needle.length) return i;
+    i = haystack.indexOf(first, i + 1);
+  }
+  return -1;
+}
+
+/**
+ * The bodies of a multipart/related response (RFC 2046; DICOMweb WADO-RS series), in order.
+ * `contentType` is the response's Content-Type with its boundary parameter.
+ */
+export function splitMultipart(buffer, contentType) {
+  const match = /boundary="?([^";]+)"?/i.exec(contentType || '');
+  if (!match) throw new Error('ReconViewer: the series response is not multipart (no boundary)');
+  const bytes = new Uint8Array(buffer);
+  const encode = (text) => new TextEncoder().encode(text);
+  const delimiter = encode(`--${match[1]}`);
+  const headerEnd = encode('\r\n\r\n');
+  const parts = [];
+  let at = indexOfBytes(bytes, delimiter, 0);
+  while (at >= 0) {
+    const afterDelimiter = at + delimiter.length;
+    if (bytes[afterDelimiter] === 45 && bytes[afterDelimiter + 1] === 45) break; // "--": end
+    const headersEnd = indexOfBytes(bytes, headerEnd, afterDelimiter);
+    if (headersEnd < 0) throw new Error('ReconViewer: a series part has no header end');
+    const start = headersEnd + headerEnd.length;
+    const next = indexOfBytes(bytes, delimiter, start);
+    if (next < 0) throw new Error('ReconViewer: the series response is truncated');
+    // The CRLF before the next delimiter belongs to the delimiter.
+    parts.push(buffer.slice(start, next - 2));
+    at = next;
+  }
+  return parts;
+}
+
+/** One request for a whole series: resolves {buffer, contentType}; rejects on HTTP errors. */
+export async function fetchSeries(url) {
+  const response = await fetch(url, { credentials: 'same-origin' });
+  if (!response.ok) throw new Error(`the server answered ${response.status} for the series`);
+  return { buffer: await response.arrayBuffer(), contentType: response.headers.get('Content-Type') };
+}
+
+const registered = new Set();
+
+/**
+ * Makes the instances of a fetched series ({buffer, contentType}) the images of `imageIds`
+ * ("wadouri:<url>", same order and count): the loader then parses them from memory instead
+ * of requesting each URL. Returns the number of instances registered.
+ */
+export function registerSeries(imageIds, series) {
+  const parts = splitMultipart(series.buffer, series.contentType);
+  if (parts.length !== imageIds.length) {
+    throw new Error(`ReconViewer: the series has ${parts.length} images, expected ${imageIds.length}`);
+  }
+  imageIds.forEach((imageId, i) => {
+    const { url } = wadouri.parseImageId(imageId);
+    if (wadouri.dataSetCacheManager.isLoaded(url) || registered.has(url)) return;
+    registered.add(url);
+    wadouri.dataSetCacheManager.load(url, () => Promise.resolve(parts[i]), imageId);
+  });
+  return parts.length;
+}
+
+/** Releases the parsed instances registered for `imageIds` (a case the reader has left). */
+export function releaseSeries(imageIds) {
+  for (const imageId of imageIds) {
+    const { url } = wadouri.parseImageId(imageId);
+    if (!registered.delete(url)) continue;
+    wadouri.dataSetCacheManager.unload(url);
+  }
+}
+
 function fmt(value, digits = 0) {
   return Number.isFinite(value) ? value.toFixed(digits) : '\u2013';
 }
@@ -173,6 +270,7 @@ class Viewer {
       throw new TypeError('ReconViewer.mount: secondImageIds needs layout "side-by-side"');
     }
     this.presets = normalizePresets(options.presets);
+    this.keyboardTarget = options.keyboardTarget ?? element;
     this.initialSliceIndex = options.initialSliceIndex ?? 0;
     this.measurementListeners = new Set();
     this.removalListeners = new Set();
@@ -242,11 +340,7 @@ class Viewer {
       toolbar.append(button);
     }
     this.presetSelect = el('select', 'rv-presets', { title: 'Window preset (1-9)' });
-    this.presetSelect.append(el('option', '', { value: '', text: 'Window preset\u2026' }));
-    this.presets.forEach((preset, i) => {
-      const label = i < 9 ? `${i + 1}  ${preset.name}` : preset.name;
-      this.presetSelect.append(el('option', '', { value: String(i), text: label }));
-    });
+    this._fillPresetSelect();
     this.presetSelect.addEventListener('change', () => {
       if (this.presetSelect.value !== '') this.applyPreset(Number(this.presetSelect.value));
       this.presetSelect.value = '';
@@ -282,7 +376,10 @@ class Viewer {
       const wl = el('span', 'rv-wl');
       const zoom = el('span', 'rv-zoom');
       const status = el('span', 'rv-status');
-      overlay.append(slice, wl, zoom, status);
+      const retry = el('button', 'rv-btn rv-retry', { type: 'button', text: 'Retry', hidden: '' });
+      retry.title = 'Load the image again';
+      retry.addEventListener('click', () => this.retry().catch(() => {}));
+      overlay.append(slice, wl, zoom, status, retry);
       const slider = el('input', 'rv-slider', {
         type: 'range',
         min: '0',
@@ -308,7 +405,7 @@ class Viewer {
       pane.addEventListener('wheel', activate, { capture: true, passive: true });
       pane.append(host, overlay, slider);
       grid.append(pane);
-      return { pane, host, overlay, slice, wl, zoom, status, slider };
+      return { pane, host, overlay, slice, wl, zoom, status, retry, slider };
     });
 
     this.helpPanel = el('div', 'rv-help', { hidden: '', role: 'dialog', 'aria-label': 'Shortcuts' });
@@ -327,6 +424,14 @@ class Viewer {
     this.root.replaceChildren(this.container);
     this._markActive();
     this._updateToolbar();
+  }
+
+  _fillPresetSelect() {
+    this.presetSelect.replaceChildren(el('option', '', { value: '', text: 'Window preset\u2026' }));
+    this.presets.forEach((preset, i) => {
+      const label = i < 9 ? `${i + 1}  ${preset.name}` : preset.name;
+      this.presetSelect.append(el('option', '', { value: String(i), text: label }));
+    });
   }
 
   _markActive() {
@@ -484,7 +589,8 @@ class Viewer {
       }
     });
     // Capture phase: cornerstone focuses its canvas element and handles keys there too.
-    on(this.root, 'keydown', (e) => this._onKey(e), true);
+    // keyboardTarget (e.g. document) makes the shortcuts work wherever the focus is.
+    on(this.keyboardTarget, 'keydown', (e) => this._onKey(e), true);
     for (const type of [ToolEvents.ANNOTATION_COMPLETED, ToolEvents.ANNOTATION_MODIFIED]) {
       on(eventTarget, type, (e) => this._onAnnotation(e, type === ToolEvents.ANNOTATION_COMPLETED));
     }
@@ -500,13 +606,7 @@ class Viewer {
 
   _onKey(e) {
     if (e.defaultPrevented || e.altKey || e.metaKey) return;
-    const target = e.target;
-    const typing =
-      target instanceof HTMLElement &&
-      target !== this.root &&
-      !target.classList.contains('rv-slider') &&
-      (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
-    if (typing || e.ctrlKey || this.destroyed) return;
+    if (isTextEntry(e.target) || e.ctrlKey || this.destroyed) return;
     const vp = this.activeViewport;
     const n = this.stacks[vp].length;
     const current = this._viewport(vp).getCurrentImageIdIndex();
@@ -548,8 +648,66 @@ class Viewer {
     const imageId = e.detail?.imageId;
     const index = this.stacks.findIndex((s) => s.includes(imageId));
     if (index < 0) return;
-    this.panes[index].status.textContent = 'Image failed to load';
-    this._emitError(new Error('image failed to load'), index, this.stacks[index].indexOf(imageId));
+    const slice = this.stacks[index].indexOf(imageId);
+    this._showFailure(index, slice);
+    const detail = e.detail?.error?.message ?? e.detail?.error?.status ?? '';
+    this._emitError(new Error(`image failed to load ${detail}`.trim()), index, slice);
+  }
+
+  _showFailure(viewport, slice) {
+    const pane = this.panes[viewport];
+    pane.failedSlice = slice;
+    pane.status.textContent = `Image ${slice + 1} failed to load`;
+    pane.retry.hidden = false;
+  }
+
+  _clearFailure(viewport) {
+    const pane = this.panes[viewport];
+    pane.failedSlice = undefined;
+    pane.status.textContent = '';
+    pane.retry.hidden = true;
+  }
+
+  /**
+   * Loads the images that failed again (the stack if its first image failed, else the
+   * failed slice); measurements are kept. Resolves with getState().
+   */
+  async retry() {
+    this._throwIfDestroyed();
+    await Promise.all(
+      this.panes.map(async (pane, i) => {
+        if (pane.failedSlice === undefined) return;
+        const slice = pane.failedSlice;
+        const imageIds = this.stacks[i];
+        const viewport = this._viewport(i);
+        pane.status.textContent = 'Loading\u2026';
+        pane.retry.hidden = true;
+        try {
+          if (viewport.getCornerstoneImage()) await viewport.setImageIdIndex(slice);
+          else await viewport.setStack(imageIds, slice);
+        } catch (error) {
+          this._emitError(error, i, slice);
+        }
+        if (viewport.getCornerstoneImage()?.imageId !== imageIds[slice]) {
+          this._showFailure(i, slice);
+          return;
+        }
+        this._clearFailure(i);
+        viewport.render();
+        this._updateOverlay(i);
+      }),
+    );
+    if (this.panes.some((p) => p.failedSlice !== undefined)) {
+      throw new Error('ReconViewer: an image still fails to load');
+    }
+    return this.getState();
+  }
+
+  /** Replaces the window presets (keys 1-9 and the toolbar menu). */
+  setPresets(presets) {
+    this._throwIfDestroyed();
+    this.presets = normalizePresets(presets);
+    this._fillPresetSelect();
   }
 
   _emitError(error, viewport, sliceIndex) {
@@ -663,10 +821,10 @@ class Viewer {
           this._emitError(error, i, start);
         }
         if (failure || viewport.getCornerstoneImage()?.imageId !== imageIds[start]) {
-          pane.status.textContent = 'Image failed to load';
+          this._showFailure(i, start);
           throw new Error(`ReconViewer: image ${start + 1} of viewport ${i} failed to load`);
         }
-        pane.status.textContent = '';
+        this._clearFailure(i);
         viewport.resetCamera();
         viewport.resetProperties();
         viewport.render();
@@ -1048,7 +1206,8 @@ class Viewer {
  * Mounts a viewer in `element`. Returns the viewer at once; `viewer.ready` resolves when the
  * first image is shown. Options: imageIds (required), layout "single" | "side-by-side",
  * secondImageIds, presets, onMeasurement, onMeasurementRemoved, onError, linked (true),
- * initialSliceIndex (0 or "middle"), forceCPURendering (first mount only).
+ * initialSliceIndex (0 or "middle"), forceCPURendering (first mount only), keyboardTarget
+ * (where the shortcuts listen; default the viewer element, e.g. `document` for a page).
  */
 export function mount(element, options = {}) {
   return new Viewer(element, options);
@@ -1056,7 +1215,17 @@ export function mount(element, options = {}) {
 
 export { DEFAULT_PRESETS };
 
-const api = Object.freeze({ mount, renderBackend, DEFAULT_PRESETS, SHORTCUTS });
+const api = Object.freeze({
+  mount,
+  renderBackend,
+  fetchSeries,
+  registerSeries,
+  releaseSeries,
+  splitMultipart,
+  isTextEntry,
+  DEFAULT_PRESETS,
+  SHORTCUTS,
+});
 if (typeof window !== 'undefined') {
   window.ReconViewer = api;
   window.dispatchEvent(new CustomEvent('reconviewer:ready', { detail: api }));

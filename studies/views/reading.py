@@ -64,6 +64,17 @@ def _form_questions(item) -> list[dict]:
     return rows
 
 
+def _form_sections(item) -> list[dict]:
+    """The questions grouped by anatomical structure, in order of first appearance, for the
+    form's collapsible sections; questions without a structure form "General"."""
+    sections: dict[str, dict] = {}
+    for row in _form_questions(item):
+        structure = row["q"].structure or ""
+        label = structure.replace("_", " ").capitalize() if structure else "General"
+        sections.setdefault(structure, {"label": label, "rows": []})["rows"].append(row)
+    return list(sections.values())
+
+
 @require_GET
 @role_required(Role.READER)
 def read(request: HttpRequest, alias: str) -> HttpResponse:
@@ -102,8 +113,9 @@ def read(request: HttpRequest, alias: str) -> HttpResponse:
             "item": item,
             "position": k,
             "total": n,
+            "submitted_count": item.session.items.filter(submitted_at__isnull=False).count(),
             "side_by_side": len(urls) > 1,
-            "questions": _form_questions(item),
+            "sections": _form_sections(item),
             "confidence_range": range(CONFIDENCE_MIN, CONFIDENCE_MAX + 1),
             "config": config,
             "editable": config["editable"],
