@@ -4,9 +4,12 @@ its progress JSON, the report, downloads with safe names, failures with their me
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.urls import reverse
 
 from mriplatform.audit.models import AuditEvent
@@ -329,3 +332,92 @@ def test_report_shows_when_the_reference_standard_changed_since_the_run(
     page = client.get(url).content.decode()
     assert 'id="reference-changed"' in page
     assert used["sha256"] in page and reference_digest(closed_study)["sha256"] in page
+
+
+# Reports go through the storage API (local disk or S3), never through a path: the web
+# serves what a worker on another machine stored, a redelivered run replaces what an
+# interrupted one left, and a run that fails while storing leaves nothing behind (the
+# multi-process S3 check is tests/deploy/test_s3_deployment.py).
+
+STORED_REPORT = set(analysis_service.REPORT_FILES) | {"report_body.html"}
+
+
+def stored_names(folder: str) -> set[str]:
+    dirs, files = default_storage.listdir(folder)
+    names = set(files)
+    for sub in dirs:
+        names |= {f"{sub}/{name}" for name in stored_names(f"{folder}/{sub}")}
+    return names
+
+
+@pytest.fixture
+def storage_elsewhere(settings, tmp_path):
+    """The default storage in one folder, MEDIA_ROOT an empty other one (as on a web server
+    whose files live in S3)."""
+    settings.MEDIA_ROOT = tmp_path / "media-of-this-machine"
+    settings.MEDIA_ROOT.mkdir()
+    location = tmp_path / "shared-storage"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(location)}},
+    }
+    return location
+
+
+def test_the_report_is_served_from_storage_not_from_media_root(
+    client, settings, closed_study, statistician, simulated_export, storage_elsewhere
+):
+    run = analysis_service.run_analysis(make_run(closed_study, statistician).pk)
+    assert run.status == AnalysisRun.Status.SUCCEEDED and run.output_dir == f"analysis/{run.pk}"
+    assert not [p for p in settings.MEDIA_ROOT.rglob("*") if p.is_file()]
+    assert STORED_REPORT <= stored_names(run.output_dir)
+    client.force_login(statistician)
+    detail = client.get(reverse("studies:analysis-run", args=[run.pk])).content.decode()
+    with default_storage.open(f"{run.output_dir}/report_body.html") as fh:
+        assert fh.read().decode() in detail
+    for name in analysis_service.REPORT_FILES:
+        url = reverse("studies:analysis-run-download", args=[run.pk, name])
+        response = client.get(url)
+        assert response.status_code == 200, name
+        with default_storage.open(f"{run.output_dir}/{name}") as fh:
+            assert b"".join(response.streaming_content) == fh.read()
+
+
+def test_a_redelivered_run_replaces_what_the_interrupted_attempt_stored(
+    closed_study, statistician, simulated_export, media_root
+):
+    run = make_run(closed_study, statistician)
+    folder = analysis_service.run_folder(run)
+    default_storage.save(f"{folder}/report.html", ContentFile(b"half-written"))
+    default_storage.save(f"{folder}/figures/stale.svg", ContentFile(b"<svg/>"))
+    AnalysisRun.objects.filter(pk=run.pk).update(status=AnalysisRun.Status.RUNNING)
+
+    run = analysis_service.run_analysis(run.pk)
+    assert run.status == AnalysisRun.Status.SUCCEEDED, run.message
+    names = stored_names(folder)
+    assert STORED_REPORT <= names and "figures/stale.svg" not in names
+    # No copies renamed by the storage (report_AbC1234.html) next to the real files.
+    assert not [n for n in names if re.search(r"_[A-Za-z0-9]{7}\.\w+$", n)], names
+    with default_storage.open(f"{folder}/report.html") as fh:
+        assert fh.read() != b"half-written"
+
+
+def test_a_run_that_fails_while_storing_leaves_nothing_stored(
+    closed_study, statistician, simulated_export, media_root, monkeypatch
+):
+    real_save = FileSystemStorage._save
+    calls = []
+
+    def save_then_fail(self, name, content):
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", save_then_fail)
+    run = analysis_service.run_analysis(make_run(closed_study, statistician).pk)
+    assert run.status == AnalysisRun.Status.FAILED
+    assert "No space left on device" in run.message
+    assert len(calls) == 3
+    assert stored_names(analysis_service.run_folder(run)) == set()
+    assert analysis_service.run_file(run, "report.pdf") is None
