@@ -17,10 +17,12 @@ dropped by construction:
   plus the site's extra terms (setting ``DEID_EXTRA_VOCABULARY``).
 * Numbers: a digit run of 5 or more is refused (record numbers, dates written without
   separators) unless a unit follows it; a 4-digit number from 1900 to 2099 is refused as
-  a possible year unless it is a b-value (``b2000``) or has a unit; three or more bare
-  numbers in a row are refused (a date written with spaces); dates (``2024-03-01``,
-  ``01.03.2024``), times (``10:15``) and numbers joined by ``-`` or ``/`` with 5 or more
-  digits in all (``445-2781``) are removed before tokens are looked at.
+  a possible year unless it is a b-value (``b2000``) or has a unit; bare numbers in a row
+  are refused when there are three or more (a date written with spaces) or they hold 5 or
+  more digits together (``445 2781``); dates (``2024-03-01``, ``01.03.2024``,
+  ``15 MAR 65``, ``March 15, 1965``), times (``10:15``) and numbers joined by ``-`` or
+  ``/`` with 5 or more digits in all (``445-2781``) are removed before tokens are looked
+  at.
 * Tokens equal to one of the caller's ``identifiers`` (strings found in the identifying
   attributes of the same header) are removed even when the vocabulary allows them.
 
@@ -41,13 +43,19 @@ _SEPARATORS = re.compile(f"([{_SEPARATOR_CHARS}]+)")
 _PARTS = re.compile(r"[0-9]+(?:\.[0-9]+)?|[^\W\d_]+|.", re.DOTALL)
 _BARE_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 # Removed before tokenising: they would otherwise split into short, harmless-looking numbers.
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _DATE_OR_TIME = re.compile(
     r"(?<![0-9])(?:[0-9]{1,4}[-./][0-9]{1,2}[-./][0-9]{1,4}|[0-9]{1,2}:[0-9]{2}(?::[0-9]{2})?)"
     r"(?![0-9])"
+    # "15 MAR 1965", "15-Mar-65", "March 15, 1965"
+    rf"|(?<![0-9a-z])(?:[0-9]{{1,2}}[\s\-./]*{_MONTH}[\s\-./,]*[0-9]{{2,4}}"
+    rf"|{_MONTH}[\s\-./]*[0-9]{{1,2}}(?:st|nd|rd|th)?[\s\-./,]*[0-9]{{2,4}})(?![0-9a-z])",
+    re.IGNORECASE,
 )
 _JOINED_DIGITS = re.compile(r"(?<![0-9.])[0-9]+(?:[-/][0-9]+)+(?![0-9])")
 _UNITS = frozenset("mm cm m ms msec s sec min t mt hz khz mhz % ° deg ml kg px".split())
 _SYMBOLS = frozenset("%*°")
+_REFUSED = "\x00"  # never allowed in a token
 _OPENING, _CLOSING = "([{", ")]}"
 
 
@@ -105,9 +113,11 @@ class FreeTextCleaner:
         as are brackets left empty or unbalanced. Returns "" when nothing is left.
         """
         denied = {str(i).lower() for i in identifiers if i}
-        text = _DATE_OR_TIME.sub(" ", str(text))
+        # A removed date becomes a token that is always refused, so that its separators
+        # merge like those of any dropped token.
+        text = _DATE_OR_TIME.sub(_REFUSED, str(text))
         text = _JOINED_DIGITS.sub(
-            lambda m: " " if sum(c.isdigit() for c in m[0]) >= 5 else m[0], text
+            lambda m: _REFUSED if sum(c.isdigit() for c in m[0]) >= 5 else m[0], text
         )
         pieces = _SEPARATORS.split(text)
         tokens, separators = pieces[::2], pieces[1::2]
@@ -141,7 +151,8 @@ class FreeTextCleaner:
 
 
 def _drop_number_runs(tokens: list[str], keep: list[bool]) -> None:
-    """Refuse three or more kept bare numbers in a row (``15 03 65``)."""
+    """Refuse kept bare numbers in a row when there are three or more (``15 03 65``) or
+    they hold five or more digits together (``445 2781``)."""
     run: list[int] = []
     for index, token in enumerate([*tokens, ""]):
         if index < len(tokens) and not keep[index]:
@@ -149,7 +160,8 @@ def _drop_number_runs(tokens: list[str], keep: list[bool]) -> None:
         if index < len(tokens) and _BARE_NUMBER.fullmatch(token):
             run.append(index)
             continue
-        if len(run) >= 3:
+        digits = sum(c.isdigit() for number in run for c in tokens[number])
+        if len(run) >= 3 or (len(run) == 2 and digits >= 5):
             for number in run:
                 keep[number] = False
         run = []

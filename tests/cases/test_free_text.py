@@ -111,6 +111,11 @@ def test_vendor_msk_descriptions_survive_whole(cleaner, description):
         ("Knee 2024-03-01 L", "Knee L"),
         ("T2 15 03 65 FS", "T2 FS"),
         ("PD FS 445-2781", "PD FS"),
+        ("MRN 445 2781 PD", "PD"),
+        ("FSE 320 256", "FSE"),  # a matrix must be written 320x256 to survive
+        ("T1 15 MAR 65 MAR", "T1 MAR"),
+        ("t1_15-Mar-1965_cor", "t1_cor"),
+        ("PD March 15, 65", "PD"),
         ("T2 FSE 10:15 repeat", "T2 FSE repeat"),
         ("Sag T2 1965", "Sag T2"),
         ("b2000 DWI b 2000", "b2000 DWI b 2000"),
@@ -141,6 +146,74 @@ def test_every_vocabulary_term_is_a_single_lower_case_token():
     # Words that are first names or eponyms are left to the site, never shipped.
     assert not {"john", "jane", "smith", "baker", "hoffa", "mary", "a"} & terms
     assert VOCABULARY_FILE.read_text(encoding="utf-8").startswith("# MR vocabulary")
+
+
+# MR terms that are also someone's name in Faker's name lists (below). Each was kept on
+# purpose: the sequence, product or anatomy term is needed, and a patient of that name is
+# caught by the header's own name (identifiers) instead.
+NAME_COLLISIONS = {
+    "bones",
+    "brain",
+    "bravo",
+    "cal",
+    "clear",
+    "con",
+    "corr",
+    "de",
+    "deep",
+    "dixon",
+    "dwi",
+    "early",
+    "echo",
+    "field",
+    "foot",
+    "hand",
+    "jet",
+    "kidney",
+    "mar",
+    "pace",
+    "philips",
+    "post",
+    "real",
+    "sharp",
+    "signa",
+    "smart",
+    "stack",
+    "swift",
+    "te",
+    "trace",
+    "ute",
+    "water",
+}
+
+
+def _faker_names() -> set[str]:
+    """Every first and last name of every locale of Faker's person provider (~56,000)."""
+    import importlib
+    import pkgutil
+
+    person = pytest.importorskip("faker.providers.person")
+    names: set[str] = set()
+    for module_info in pkgutil.iter_modules(person.__path__):
+        provider = importlib.import_module(f"{person.__name__}.{module_info.name}").Provider
+        for attribute in dir(provider):
+            if attribute.startswith(("first_names", "last_names")):
+                value = getattr(provider, attribute)
+                if isinstance(value, dict | list | tuple | set):
+                    names.update(value)
+    return names
+
+
+def test_no_name_from_fakers_lists_survives_unless_it_is_a_reviewed_mr_term(cleaner):
+    names = _faker_names()
+    assert len(names) > 40_000
+    survivors: set[str] = set()
+    for name in names:
+        kept = cleaner.clean(f"SAG PD {name} FS").removeprefix("SAG PD").removesuffix("FS")
+        # What is left of a name: only reviewed MR terms, or a particle of one or two
+        # letters ("De" of "De Backer", "O" of "O'Brien").
+        survivors.update(t.lower() for t in kept.split() if len(t) > 2)
+    assert survivors <= NAME_COLLISIONS, survivors - NAME_COLLISIONS
 
 
 def test_site_vocabulary_term_survives_only_when_configured(cleaner):
