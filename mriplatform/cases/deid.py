@@ -16,7 +16,9 @@ attribute table of :mod:`.dicom_tags` (Table E.1-1, all ~650 rows) and these opt
   (:class:`.free_text.FreeTextCleaner`, an allow-list, so a name it does not know is
   dropped) less any string found in the instance's identifying attributes; the other free
   text the option covers (comments, reasons for study, diagnoses, derivation notes) is
-  removed. Sequence Name, which the table does not list, is cleaned the same way always.
+  removed. Free text the table does not list (Sequence Name, Pulse Sequence Name,
+  Acquisition Protocol Name, Content Description: ``CLEANED_UNLISTED_TEXT``) is cleaned
+  the same way whatever the options.
 * Private attributes are all removed (MR vendors keep patient names and IDs in them).
 * UIDs are replaced by ``2.25.<n>``, ``n`` a keyed HMAC-SHA256 of the original UID under the
   case's secret: the same original UID gives the same new UID within a case (so series,

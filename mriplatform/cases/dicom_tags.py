@@ -749,9 +749,13 @@ CLEANED_DESCRIPTORS: frozenset[int] = frozenset(
 )
 
 # Free text the table does not list (so the profile would keep it verbatim) that is
-# cleaned the same way whatever the options: scanner-written, but an operator can edit it.
+# cleaned the same way whatever the options: written by the scanner or an operator, it
+# can hold anything they type.
 CLEANED_UNLISTED_TEXT: frozenset[int] = frozenset(
     {
         0x00180024,  # Sequence Name
+        0x00189005,  # Pulse Sequence Name
+        0x00189423,  # Acquisition Protocol Name
+        0x00700081,  # Content Description
     }
 )

@@ -253,6 +253,10 @@ def _marked_instance(extra_vocabulary: tuple[str, ...] = ()) -> pydicom.Dataset:
     item.ScheduledProcedureStepDescription = f"MRI KNEE LEFT {MARKER}"
     ds.ScheduledProcedureStepSequence = [item]
     ds.SequenceName = "*tse2d1_15 JOHN"  # SH: 16 characters at most
+    # Free text the profile's table does not list: cleaned whatever the options.
+    ds.PulseSequenceName = "TSE SMITHJOHN"
+    ds.AcquisitionProtocolName = f"pd_tse_fs_sag {MARKER}"
+    ds.ContentDescription = f"KNEE {MARKER}"
     return ds
 
 
@@ -268,9 +272,10 @@ def test_ten_free_text_attributes_lose_the_marker():
     # Inside a sequence the same rules apply.
     step = ds.ScheduledProcedureStepSequence[0]
     assert step.ScheduledProcedureStepDescription == "MRI KNEE LEFT"
-    assert ds.SequenceName == "*tse2d1_15"
+    assert ds.SequenceName == "*tse2d1_15" and ds.PulseSequenceName == "TSE"
+    assert ds.AcquisitionProtocolName == "pd_tse_fs_sag" and ds.ContentDescription == "KNEE"
     record = report.to_dict()
-    assert record["actions"]["C"] >= len(KEPT) + 1
+    assert record["actions"]["C"] >= len(KEPT) + 4
     assert {"ImageComments", "ReasonForStudy"} <= set(record["changed"])
 
 
@@ -280,7 +285,8 @@ def test_without_clean_descriptors_kept_text_goes_too():
     )
     ds = pydicom.dcmread(io.BytesIO(data))
     assert not (KEPT | REMOVED) & set(ds.dir())
-    assert ds.SequenceName == "*tse2d1_15"  # not in the table: always cleaned, never removed
+    # Not in the table: always cleaned, never removed.
+    assert ds.SequenceName == "*tse2d1_15" and ds.AcquisitionProtocolName == "pd_tse_fs_sag"
 
 
 def test_site_vocabulary_reaches_dicom_descriptors():
