@@ -27,6 +27,7 @@ SETTINGS_FIELDS = (
     "repeat_fraction",
     "repeat_washout_days",
     "allow_edit_until_session_end",
+    "window_presets",
 )
 
 # Reference-panel parts a coordinator assigns per study: name -> (object permission, label).

@@ -31,6 +31,7 @@ class StudyForm(forms.ModelForm):
             "repeat_fraction",
             "repeat_washout_days",
             "allow_edit_until_session_end",
+            "window_presets",
         ]
         labels = {
             "washout_days": "Washout between sessions (days)",
@@ -39,12 +40,20 @@ class StudyForm(forms.ModelForm):
             "repeat_washout_days": "Washout before repeat reads (days)",
             "allow_edit_until_session_end": "Readers may edit submitted reads until the "
             "session ends",
+            "window_presets": "Window presets per sequence type (JSON)",
         }
         help_texts = {
             "repeat_fraction": "Share of (case, arm) reads read twice for intra-reader "
-            "agreement; 0 for none."
+            "agreement; 0 for none.",
+            "window_presets": 'E.g. {"PD": [{"name": "Cartilage", "width": 1800, "center": '
+            '1100}]}; keys PD, PD-FS, T1, T2 (from each case\'s sequence). Units: the blinded '
+            "images' display values, where every image set's 99.5th percentile is 3000. Types "
+            "left out use the defaults.",
         }
-        widgets = {"repeat_fraction": forms.NumberInput(attrs={"step": "0.05"})}
+        widgets = {
+            "repeat_fraction": forms.NumberInput(attrs={"step": "0.05"}),
+            "window_presets": forms.Textarea(attrs={"rows": 3}),
+        }
 
     def __init__(self, *args, with_template: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -54,6 +63,13 @@ class StudyForm(forms.ModelForm):
             self.fields["template"].choices = [("", "No template")] + list(template_choices())
         else:
             del self.fields["template"]
+
+    def clean_window_presets(self) -> dict:
+        from studies.display import validate_window_presets
+
+        value = self.cleaned_data.get("window_presets") or {}
+        validate_window_presets(value)
+        return value
 
     def clean_repeat_fraction(self) -> float:
         value = self.cleaned_data["repeat_fraction"]

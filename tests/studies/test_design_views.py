@@ -4,6 +4,7 @@ errors come back as messages and nothing stored is lost."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -112,6 +113,9 @@ def test_create_with_template_adds_its_questions(coordinator):
         ("repeat_fraction", "1.5", "between 0 and 1"),
         ("washout_days", "-3", ""),
         ("title", "", "required"),
+        ("window_presets", '{"T3": [{"name": "x", "width": 9, "center": 4}]}', "unknown sequence"),
+        ("window_presets", '{"PD": [{"name": "x", "width": 0, "center": 4}]}', "width must be"),
+        ("window_presets", "not json", ""),
     ],
 )
 def test_create_refuses_bad_input_and_stores_nothing(coordinator, field, value, error):
@@ -122,6 +126,23 @@ def test_create_refuses_bad_input_and_stores_nothing(coordinator, field, value, 
     assert response.context["form"].errors[field]
     assert error in " ".join(response.context["form"].errors[field])
     assert not Study.objects.exists()
+
+
+def test_window_presets_are_saved_per_sequence_type(draft, coordinator):
+    presets = {"PD": [{"name": "Cartilage", "width": 1800, "center": 1100}]}
+    response = _client(coordinator).post(
+        reverse("studies:edit", args=[draft.pk]),
+        {
+            "title": draft.title,
+            "washout_days": 28,
+            "repeat_fraction": "0",
+            "repeat_washout_days": 28,
+            "window_presets": json.dumps(presets),
+        },
+    )
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.window_presets == presets
 
 
 def test_edit_settings_audits_old_and_new(draft, coordinator):
