@@ -153,7 +153,11 @@ def plan_study(
         except sa.AnalysisError as exc:
             raise PlanningError(f"the pilot cannot be analysed: {exc}") from exc
         comp.source = f"pilot study '{pilot.title}', question {question}; {comp.source}"
-        parameters.update({"pilot": pilot.pk, "question": question, "new_arm": new_arm})
+        parameters.update(
+            {"pilot": f"{pilot.title} (#{pilot.pk})", "question": question, "new_arm": new_arm}
+        )
+        if effect is None:
+            parameters["effect"] = f"observed in the pilot ({comp.observed_effect:.4f})"
     elif components is None:
         comp = sa.VAN_DYKE_COMPONENTS
         parameters["components"] = "published defaults (Van Dyke et al. 1993)"
@@ -185,4 +189,3 @@ def plan_study(
         details={"plan": plan.pk, "source": source, "fewest_reads": result["fewest_reads"]},
     )
     return plan
-

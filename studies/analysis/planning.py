@@ -252,6 +252,11 @@ def _planning_warnings(comp: ORVarianceComponents, readers: int) -> list[str]:
         )
     if readers < 4:
         warn.append(f"{readers} readers: random-reader results hardly generalise below 4")
+    if comp.n_cases < 50:
+        warn.append(
+            f"the variance components rest on only {comp.n_cases} cases: they are very "
+            "uncertain, so read the sample sizes as a rough guide"
+        )
     return warn
 
 

@@ -18,7 +18,7 @@ from mriplatform.accounts.roles import Role
 from mriplatform.audit.services import record
 from studies import analysis_service, report
 from studies.models import AnalysisRun, Study
-from studies.permissions import analysable_studies
+from studies.permissions import analysable_studies, plannable_studies
 from studies.services import StudyError
 
 
@@ -89,7 +89,9 @@ def index(request):
     """Closed studies the statistician may analyse, with their latest runs."""
     studies = _analysable(request.user).order_by("-closed")
     runs = _runs_for(request.user)[:50]
-    return render(request, "studies/analysis/index.html", {"studies": studies, "runs": runs})
+    plannable = plannable_studies(request.user).exclude(status=Study.Status.CLOSED)
+    context = {"studies": studies, "runs": runs, "plannable": plannable.order_by("-created")}
+    return render(request, "studies/analysis/index.html", context)
 
 
 @login_required
