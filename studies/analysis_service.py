@@ -306,6 +306,17 @@ def reference_check(run: AnalysisRun) -> dict[str, Any] | None:
     }
 
 
+def queued_message(run: AnalysisRun) -> str:
+    """Why a queued ``run`` has not started: analysis runs go to the Celery ``short`` queue
+    (one worker slot, never behind reconstructions), first in first out."""
+    ahead = AnalysisRun.objects.filter(
+        status__in=(AnalysisRun.Status.QUEUED, AnalysisRun.Status.RUNNING),
+        created__lt=run.created,
+    ).count()
+    behind = f", behind {ahead} earlier analysis run{'s' if ahead != 1 else ''}" if ahead else ""
+    return f"Queued: waiting for a worker on the short queue{behind}"
+
+
 def run_state(run: AnalysisRun) -> dict[str, Any]:
     """What the progress bar shows (JSON)."""
     return {
@@ -313,6 +324,6 @@ def run_state(run: AnalysisRun) -> dict[str, Any]:
         "status": run.status,
         "status_display": run.get_status_display(),
         "progress_percent": round(100 * run.progress),
-        "message": run.message,
+        "message": queued_message(run) if run.status == AnalysisRun.Status.QUEUED else run.message,
         "finished": run.status in (AnalysisRun.Status.SUCCEEDED, AnalysisRun.Status.FAILED),
     }
