@@ -232,6 +232,20 @@ def bucket_objects(client, bucket: str) -> dict[str, bytes]:
     return objects
 
 
+def stored_file_names() -> set[str]:
+    """The storage name in every file field of every row of every model."""
+    from django.apps import apps
+    from django.db.models import FileField
+
+    names: set[str] = set()
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            if isinstance(field, FileField):
+                rows = model.objects.exclude(**{field.attname: ""})
+                names |= set(rows.values_list(field.attname, flat=True))
+    return names
+
+
 def files_under(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
@@ -455,15 +469,12 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
 
     # Every stored file is in the bucket, byte for byte what the web served.
     objects = bucket_objects(s3, bucket)
-    stored = set()
-    for series in Series.objects.filter(case__institution=site):
-        if series.file:
-            stored.add(series.file.name)
-    stored |= set(
-        Instance.objects.filter(series__case__institution=site).values_list("file", flat=True)
-    )
+    stored = stored_file_names()
+    # The raw upload, two reconstructions (volume + 4 DICOM slices each), the received
+    # series; then the analysis report files.
+    assert len(stored) >= 1 + 2 * (1 + 4) + len(mr_series_files)
+    assert Instance.objects.filter(series=received).count() == len(mr_series_files)
     stored |= {f"{run.output_dir}/{name}" for name in analysis_service.REPORT_FILES}
-    assert len(stored) >= 1 + 2 * (1 + 4) + len(mr_series_files) + 4
     missing = sorted(stored - set(objects))
     assert not missing, f"not in the bucket: {missing}"
     for name, content in downloads.items():
