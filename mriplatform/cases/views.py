@@ -118,7 +118,13 @@ def case_create(request):
     institution = request.user.institution
     if institution is None:
         raise PermissionDenied("Your account belongs to no site; ask an administrator.")
-    form = CaseForm(request.POST or None, request.FILES or None, institution=institution)
+    # A POST is always a bound form: an empty or unparsable body is answered 400, not the page.
+    posted = request.method == "POST"
+    form = CaseForm(
+        request.POST if posted else None,
+        request.FILES if posted else None,
+        institution=institution,
+    )
     success = None
     if request.method == "POST" and form.is_valid():
         data = {k: form.cleaned_data[k] for k in CaseForm.Meta.fields}
@@ -143,7 +149,8 @@ def case_create(request):
 @role_required(Role.SITE_ADMIN)
 def series_upload(request, pk: int):
     case = get_object_or_404(manageable_cases(request.user), pk=pk)
-    form = UploadForm(request.POST or None, request.FILES or None)
+    posted = request.method == "POST"
+    form = UploadForm(request.POST if posted else None, request.FILES if posted else None)
     title = f"Add a series to {case.subject_code}"
     success = None
     if request.method == "POST" and form.is_valid():

@@ -1,7 +1,7 @@
 """Fuzz suite of hostile uploads (issue 11): a seeded, bounded generator replays every class
-of hostile input through the upload form (session login, CSRF token from the page, plain
-and XHR posts, as the browser sends them) and through the REST API, new case and added
-series alike.
+of hostile input (files, case fields, malformed request bodies) through the upload form
+(session login, CSRF token from the page, plain and XHR posts, as the browser sends them)
+and through the REST API, new case and added series alike.
 
 For every input: no 5xx; a refused input (4xx) changes no database row and leaves no file;
 an accepted one (2xx) adds exactly one series whose files are all it stores. After the
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.django_db
 
 SEED = 20261102
 CHANNELS = ("form", "xhr", "api")
+RAW_BODIES = 16
 
 
 @dataclass
@@ -44,6 +45,7 @@ class FuzzInput:
     files: hostile.Files
     fields: dict[str, str] = field(default_factory=dict)
     new_case: bool = True
+    raw_body: tuple[str, bytes] | None = None  # (content type, body) sent as is
 
 
 def _flip_bytes(data: bytes, rng: random.Random, count: int) -> bytes:
@@ -146,6 +148,31 @@ FIELD_CLASSES: dict[str, tuple[int, Callable[[random.Random], dict[str, str]]]] 
 }
 
 
+def _multipart(rng: random.Random) -> tuple[str, bytes]:
+    """A well-formed multipart upload of one instance, cut or scrambled."""
+    boundary = "FuZzBoUnDaRy"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="subject_code"\r\n\r\n'
+        f"RAW-{rng.randrange(10**6)}\r\n--{boundary}\r\nContent-Disposition: form-data; "
+        f'name="files"; filename="IM1.dcm"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + hostile.mr_bytes()
+    body += f"\r\n--{boundary}--\r\n".encode()
+    damage = rng.choice(["cut", "scramble", "no-boundary", "garbage", "json"])
+    content_type = f"multipart/form-data; boundary={boundary}"
+    if damage == "cut":
+        body = body[: rng.randrange(10, len(body) - 10)]
+    elif damage == "scramble":
+        body = _flip_bytes(body, rng, rng.randint(1, 40))
+    elif damage == "no-boundary":
+        content_type = "multipart/form-data"
+    elif damage == "garbage":
+        body = bytes(rng.randrange(256) for _ in range(rng.randint(1, 2000)))
+    else:
+        content_type, body = "application/json", b'{"subject_code": [' * rng.randint(1, 50)
+    return content_type, body
+
+
 def fuzz_inputs(rng: random.Random, stored: Callable[[], str]) -> Iterator[FuzzInput]:
     """Every class with its count of inputs, in a seeded random order."""
     inputs: list[FuzzInput] = []
@@ -155,6 +182,10 @@ def fuzz_inputs(rng: random.Random, stored: Callable[[], str]) -> Iterator[FuzzI
     for kind, (count, build) in FIELD_CLASSES.items():
         for _ in range(count):
             inputs.append(FuzzInput(kind, [("IM0001.dcm", hostile.mr_bytes())], build(rng)))
+    for _ in range(RAW_BODIES):
+        inputs.append(
+            FuzzInput("malformed-body", [], new_case=rng.random() < 0.6, raw_body=_multipart(rng))
+        )
     rng.shuffle(inputs)
     yield from inputs
 
@@ -191,6 +222,8 @@ class Sender:
         return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
 
     def send(self, item: FuzzInput, channel: str):
+        if item.raw_body is not None:
+            return self._send_raw(item, channel)
         data = {
             "subject_code": f"FUZZ-{next(self.codes):04d}",
             "anatomy": "knee",
@@ -211,6 +244,21 @@ class Sender:
         data["csrfmiddlewaretoken"] = self.csrf_token
         extra = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"} if channel == "xhr" else {}
         return self.browser.post(url, data, **extra)
+
+    def _send_raw(self, item: FuzzInput, channel: str):
+        content_type, body = item.raw_body
+        if channel == "api":
+            url = "/api/cases/" if item.new_case else f"/api/cases/{self.target.pk}/series/"
+            return self.api.generic("POST", url, body, content_type=content_type)
+        url = (
+            reverse("cases:create")
+            if item.new_case
+            else reverse("cases:upload", args=[self.target.pk])
+        )
+        # The token in the header: a broken body cannot carry it, and the view must be reached.
+        return self.browser.generic(
+            "POST", url, body, content_type=content_type, HTTP_X_CSRFTOKEN=self.csrf_token
+        )
 
 
 def test_fuzz_hostile_uploads(make_user, media_root, record_property):
@@ -286,6 +334,6 @@ def test_fuzz_hostile_uploads(make_user, media_root, record_property):
     for (kind, status), n in sorted(by_kind.items()):
         print(f"  {kind:26s} {status}xx: {n}")
     record_property("fuzz_counts", summary)
-    assert counts["inputs"] == 226
+    assert counts["inputs"] == 242
     assert counts["4xx"] >= counts["inputs"] // 2  # the suite does exercise refusals
     assert not failures, "\n".join(failures)

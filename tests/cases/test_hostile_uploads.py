@@ -385,3 +385,16 @@ def test_small_limit_refuses_real_upload_with_413(admin_client, media_root, sett
     assert response.status_code == 400  # a small body goes through to the form
     assert "neither a DICOM" in html.unescape(response.content.decode())
     assert_nothing_stored(media_root)
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=XyZ", "text/plain"])
+def test_post_without_usable_body_answers_400_not_the_page(
+    admin_client, site_admin, media_root, content_type
+):
+    case = CaseFactory(institution=site_admin.institution)
+    for url in (reverse("cases:create"), reverse("cases:upload", args=[case.pk])):
+        response = admin_client.generic("POST", url, b"\x00garbage", content_type=content_type)
+        assert response.status_code == 400
+        page = html.unescape(response.content.decode())
+        assert "This field is required" in page or "no files were uploaded" in page
+    assert_nothing_stored(media_root, cases=1)
