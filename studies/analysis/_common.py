@@ -238,3 +238,33 @@ def bootstrap_weights(n_clusters: int, n_boot: int, rng: np.random.Generator) ->
     flat = idx + (np.arange(n_boot)[:, None] * n_clusters)
     counts = np.bincount(flat.ravel(), minlength=n_boot * n_clusters)
     return counts.reshape(n_boot, n_clusters).astype(float)
+
+
+def bca_interval(
+    estimate: float, boot: np.ndarray, jackknife: np.ndarray, alpha: float
+) -> tuple[float, float]:
+    """Bias-corrected and accelerated bootstrap interval (Efron 1987; Efron & Tibshirani
+    1993, ch. 14.3), as ``scipy.stats.bootstrap(method='BCa')``.
+
+    ``boot`` are the bootstrap replicates, ``jackknife`` the leave-one-cluster-out
+    estimates. z0 = Phi^-1(share of replicates below the estimate, ties half), acceleration
+    a = sum(d^3) / (6 sum(d^2)^1.5) with d = mean(jackknife) - jackknife; the percentile
+    levels Phi(z0 + (z0 + z_q) / (1 - a (z0 + z_q))) are read off the replicates.
+    """
+    boot = np.asarray(boot, dtype=float)
+    boot = boot[np.isfinite(boot)]
+    jack = np.asarray(jackknife, dtype=float)
+    if boot.size < 2 or jack.size < 2 or not math.isfinite(estimate):
+        return (math.nan, math.nan)
+    share = (np.sum(boot < estimate) + 0.5 * np.sum(boot == estimate)) / boot.size
+    z0 = stats.norm.ppf(share)
+    d = jack.mean() - jack
+    den = 6.0 * (d**2).sum() ** 1.5
+    accel = float((d**3).sum() / den) if den > 0 else 0.0
+    levels = []
+    for q in (alpha / 2, 1 - alpha / 2):
+        zq = stats.norm.ppf(q)
+        levels.append(stats.norm.cdf(z0 + (z0 + zq) / (1 - accel * (z0 + zq))))
+    if not all(np.isfinite(levels)):
+        return (math.nan, math.nan)
+    return (float(np.quantile(boot, levels[0])), float(np.quantile(boot, levels[1])))

@@ -157,3 +157,50 @@ def test_row_order_and_mixed_type_ids_do_not_change_the_result():
         df.sample(frac=1.0, random_state=4), "C", "N", n_boot=300, seed=2
     )
     assert same_order.ci == pytest.approx(base.ci)
+
+
+def test_bca_interval_equals_scipy_on_the_same_resamples():
+    """``bca_interval`` reproduces scipy.stats.bootstrap(method='BCa') when fed the same
+    resamples (scipy draws them as rng.integers(0, n, (n_resamples, n)), as we do)."""
+    from scipy import stats
+
+    from studies.analysis._common import bca_interval, bootstrap_weights
+
+    x = np.random.default_rng(3).exponential(size=30)
+    ref = stats.bootstrap(
+        (x,), np.mean, method="BCa", n_resamples=5000, random_state=np.random.default_rng(7)
+    ).confidence_interval
+    boot = bootstrap_weights(30, 5000, np.random.default_rng(7)) @ x / 30
+    jack = (x.sum() - x) / 29
+    assert bca_interval(x.mean(), boot, jack, 0.05) == pytest.approx((ref.low, ref.high), abs=1e-12)
+
+
+def test_interchangeability_bca_uses_the_patient_jackknife():
+    """The BCa interval of gamma equals bca_interval on the same bootstrap replicates and an
+    explicit leave-one-patient-out jackknife of gamma."""
+    from studies.analysis._common import bca_interval
+
+    rng = np.random.default_rng(11)
+    df = _simulate(rng, 15, 3, 4, 0.8, 0.7)
+    res = interchangeability(df, "C", "N", n_boot=400, seed=5, ci_method="bca")
+    patients = np.sort(df.patient_id.unique())
+    jack = [
+        interchangeability(df[df.patient_id != p], "C", "N", n_boot=100).gamma for p in patients
+    ]
+    boot_res = interchangeability(df, "C", "N", n_boot=400, seed=5)
+    assert res.details["ci_percentile"] == boot_res.ci
+    assert res.interchangeable == (res.ci[1] < res.margin)
+    idx = np.random.default_rng(5).integers(0, 15, size=(400, 15))
+    gammas = []
+    for row in idx:
+        parts = []
+        for k, p in enumerate(row):
+            part = df[df.patient_id == patients[p]].copy()
+            part["case_id"] = part["case_id"].astype(str) + f"-{k}"
+            part["patient_id"] = f"b{k}"
+            parts.append(part)
+        gammas.append(interchangeability(pd.concat(parts), "C", "N", n_boot=100).gamma)
+    expected = bca_interval(res.gamma, np.array(gammas), np.array(jack), 0.05)
+    assert res.ci == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(AnalysisError, match="ci_method"):
+        interchangeability(df, "C", "N", ci_method="basic")
