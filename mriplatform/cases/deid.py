@@ -17,8 +17,10 @@ attribute table of :mod:`.dicom_tags` (Table E.1-1, all ~650 rows) and these opt
   dropped) less any string found in the instance's identifying attributes; the other free
   text the option covers (comments, reasons for study, diagnoses, derivation notes) is
   removed. Free text the table does not list (Sequence Name, Pulse Sequence Name,
-  Acquisition Protocol Name, Content Description: ``CLEANED_UNLISTED_TEXT``) is cleaned
-  the same way whatever the options.
+  Acquisition Protocol Name, Content Description, Frame Label, Performed Procedure Type
+  Description: ``CLEANED_UNLISTED_TEXT``) is cleaned the same way whatever the options,
+  and unlisted long text (LT, ST, UC, UT: worklist comments, potential reasons for the
+  procedure, text values) is removed.
 * Private attributes are all removed (MR vendors keep patient names and IDs in them).
 * UIDs are replaced by ``2.25.<n>``, ``n`` a keyed HMAC-SHA256 of the original UID under the
   case's secret: the same original UID gives the same new UID within a case (so series,
@@ -96,6 +98,8 @@ PATIENT_BIRTH_TIME = 0x00100032
 PATIENT_AGE = 0x00101010
 
 _TEXT_VRS = {"AE", "LO", "LT", "PN", "SH", "ST", "UC", "UT"}
+_PROSE_VRS = {"LT", "ST", "UC", "UT"}  # long free text
+LONG_CODE_VALUE = 0x00080119  # UC, but a code, not prose
 _BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 _INT_VRS = {"SL", "SS", "SV", "UL", "US", "UV"}
 _FLOAT_VRS = {"FD", "FL"}
@@ -471,6 +475,11 @@ def _process(
                 # or retired attributes): names are never needed for reading, so empty it.
                 _set_empty(elem)
                 report.note("Z", path)
+            elif vr in _PROSE_VRS and tag != LONG_CODE_VALUE:
+                # Prose the table doesn't list (worklist comments, reasons, text values):
+                # no vocabulary makes it safe and reading never needs it.
+                del ds[elem.tag]
+                report.note("X", path)
             elif vr == "UI" and any(str(v) not in UID_dictionary for v in _values(elem)):
                 # An instance UID in an attribute the table doesn't list (vendor or newer
                 # standard attributes): remap it too. Registered UIDs (SOP classes,

@@ -757,5 +757,7 @@ CLEANED_UNLISTED_TEXT: frozenset[int] = frozenset(
         0x00189005,  # Pulse Sequence Name
         0x00189423,  # Acquisition Protocol Name
         0x00700081,  # Content Description
+        0x00209453,  # Frame Label
+        0x00400255,  # Performed Procedure Type Description
     }
 )

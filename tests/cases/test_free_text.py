@@ -257,6 +257,10 @@ def _marked_instance(extra_vocabulary: tuple[str, ...] = ()) -> pydicom.Dataset:
     ds.PulseSequenceName = "TSE SMITHJOHN"
     ds.AcquisitionProtocolName = f"pd_tse_fs_sag {MARKER}"
     ds.ContentDescription = f"KNEE {MARKER}"
+    ds.FrameLabel = f"T2 {MARKER}"
+    # Unlisted prose: removed.
+    item.CommentsOnTheScheduledProcedureStep = f"call {MARKER} on 555 1234"
+    ds.PotentialReasonsForProcedure = f"knee pain after a fall, {MARKER}"
     return ds
 
 
@@ -274,6 +278,8 @@ def test_ten_free_text_attributes_lose_the_marker():
     assert step.ScheduledProcedureStepDescription == "MRI KNEE LEFT"
     assert ds.SequenceName == "*tse2d1_15" and ds.PulseSequenceName == "TSE"
     assert ds.AcquisitionProtocolName == "pd_tse_fs_sag" and ds.ContentDescription == "KNEE"
+    assert ds.FrameLabel == "T2" and "PotentialReasonsForProcedure" not in ds
+    assert "CommentsOnTheScheduledProcedureStep" not in step
     record = report.to_dict()
     assert record["actions"]["C"] >= len(KEPT) + 4
     assert {"ImageComments", "ReasonForStudy"} <= set(record["changed"])
