@@ -9,6 +9,10 @@ lose exactly that and nothing else.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import h5py
@@ -425,3 +429,22 @@ def test_site_vocabulary_setting_reaches_uploads(
     (stored,) = [p for p in media_root.rglob("*") if p.is_file()]
     expected = "SAG PD KneeFast7" if configured else "SAG PD"
     assert pydicom.dcmread(stored).SeriesDescription == expected
+
+
+def test_site_vocabulary_comes_from_the_environment():
+    """DEID_EXTRA_VOCABULARY="AIR Recon DL,KneeFast" (comma-separated) reaches settings."""
+    code = (
+        "import django; from django.conf import settings; django.setup(); "
+        "print('|'.join(settings.DEID_EXTRA_VOCABULARY))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mriplatform.settings",
+        "DEID_EXTRA_VOCABULARY": "AIR Recon DL,KneeFast",
+    }
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "AIR Recon DL|KneeFast"
