@@ -397,10 +397,13 @@ def _generic_card_lines(name: str, card: dict) -> list[str]:
         "1 CPU thread (shared 2-core machine); trained by `python -m recon_engine train "
         f"--config configs/train/{name}.yaml`",
         "- "
-        + _metric_line("Validation (held-out volume, final epoch)", val)
+        + _metric_line("Validation (selection volume, final epoch; not a test)", val)
         + "; "
         + _metric_line(f"{baseline_name} on the same data", base),
     ]
+    for key in ("notes", "findings"):
+        if card.get(key):
+            lines.append(f"- {key.capitalize()}: {card[key]}")
     return lines
 
 
@@ -419,7 +422,8 @@ def _family_card_lines(card: dict) -> list[str]:
         f"(cosine), batch {training.get('batch_size')}, lr {training.get('lr')}, loss "
         f"{training.get('loss')}, seed {training.get('seed')}; {training.get('seconds')} s on "
         f"{training.get('threads')} CPU thread(s); reproduce: `{card.get('reproduce', '')}`",
-        "- " + _metric_line("Validation (held-out volume)", card.get("validation", {})),
+        "- "
+        + _metric_line("Validation (selection volume; not a test)", card.get("validation", {})),
     ]
     for key in sorted(card):
         if key.startswith("validation_"):

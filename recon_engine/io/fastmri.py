@@ -61,8 +61,10 @@ MAP_UNITS: dict[str, tuple[str, str]] = {
     ),
     "uncertainty": (
         "image units",
-        "predictive standard deviation of the reconstructed magnitude, same units as "
-        "'reconstruction'",
+        "Monte-Carlo dropout standard deviation of the reconstructed magnitude, times the "
+        "calibration scale of the model card (same units as 'reconstruction'); whether it "
+        "tracks the actual error is stated in the provenance info ('uncertainty'): for the "
+        "shipped networks it does not localise errors",
     ),
     "noise_sd": (
         "image units",
