@@ -43,6 +43,7 @@ from .image_quality import (
 from .interchangeability import InterchangeabilityResult, interchangeability
 from .likert import LikertResult, likert_comparison, rank_biserial
 from .mrmc import MRMCResult, mrmc_or
+from .noninferiority import NonInferiorityResult, clustered_mcnemar, noninferiority_gee
 from .planning import (
     VAN_DYKE_COMPONENTS,
     InterchangeabilityPlan,
@@ -65,6 +66,9 @@ __all__ = [
     "VAN_DYKE_COMPONENTS",
     "InterchangeabilityPlan",
     "KrippendorffResult",
+    "NonInferiorityResult",
+    "clustered_mcnemar",
+    "noninferiority_gee",
     "friedman_test",
     "hodges_lehmann",
     "kendall_w",
