@@ -76,7 +76,8 @@ def port_open(port: int) -> bool:
 def s3_endpoint(tmp_path_factory):
     """moto's S3-compatible server as its own process on a free loopback port."""
     port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
@@ -84,7 +85,10 @@ def s3_endpoint(tmp_path_factory):
     )
     try:
         wait_until(lambda: proc.poll() is not None or port_open(port), 60, "moto server start")
-        assert proc.poll() is None, "moto server exited at start"
+        assert proc.poll() is None, (
+            "moto's S3 server exited at start (requirements-dev.txt installs moto[server]):\n"
+            + log_path.read_text(errors="replace")[-3000:]
+        )
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
