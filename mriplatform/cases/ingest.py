@@ -74,6 +74,7 @@ DICOM_ERRORS = (
 MAX_SUMMARY_TEXT = 64  # vendor, model, body part as shown in the summary
 MAX_HEADER_BYTES = 16 * 1024**2  # an ISMRMRD XML header is a few kB
 MAX_SLICE_BYTES = 1024**3  # one k-space slice (C, H, W) complex64; fastMRI's are ~10 MB
+READOUT_BLOCK = 4096  # ISMRMRD acquisitions read at once when checking their samples
 MAX_GRID_BYTES = 8 * 1024**3  # gridded ISMRMRD k-space (S, C, H, W) complex64
 
 
@@ -858,6 +859,17 @@ def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
     return summary
 
 
+def _first_non_finite_readout(data: h5py.Dataset, imaging: np.ndarray) -> int | None:
+    """Index of the first imaging acquisition whose samples hold NaN or infinity, reading
+    ``READOUT_BLOCK`` acquisitions at a time; None when all are finite."""
+    for start in range(0, data.shape[0], READOUT_BLOCK):
+        payloads = data[start : start + READOUT_BLOCK]["data"]
+        for offset, samples in enumerate(payloads):
+            if imaging[start + offset] and not np.isfinite(samples).all():
+                return start + offset
+    return None
+
+
 def _ismrmrd_summary(name: str, h5: h5py.File) -> dict[str, Any]:
     group = h5["dataset"]
     missing = [k for k in ("xml", "data") if k not in group]
@@ -879,6 +891,9 @@ def _ismrmrd_summary(name: str, h5: h5py.File) -> dict[str, Any]:
             f"{name}: acquisitions cannot be read, the file is truncated or corrupt ({exc})"
         ) from exc
     layout = ismrmrd_layout(head, root, error=IngestError, name=name)
+    bad_readout = _first_non_finite_readout(data, layout.imaging)
+    if bad_readout is not None:
+        raise IngestError(f"{name}: acquisition {bad_readout} contains NaN or infinite values")
     left, right = layout.window
     n_sampled = int(np.unique(layout.column).size)
     summary: dict[str, Any] = {

@@ -8,6 +8,7 @@ the storage features of the HDF5 User's Guide (external storage, virtual dataset
 
 from __future__ import annotations
 
+import functools
 import io
 import random
 import struct
@@ -269,4 +270,27 @@ def h5_ismrmrd_grid_bomb() -> bytes:
             )
             del h5["dataset/xml"]
             h5["dataset"].create_dataset("xml", data=np.array([xml], dtype=h5py.string_dtype()))
+        return path.read_bytes()
+
+
+@functools.cache
+def ismrmrd_bytes() -> bytes:
+    """A valid two-slice ISMRMRD file (written once by the ``ismrmrd`` package)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "raw.h5"
+        write_ismrmrd(path, slices=2, coils=2, samples=8, width=8)
+        return path.read_bytes()
+
+
+def h5_ismrmrd_nan(rng: random.Random) -> bytes:
+    """An ISMRMRD file with NaN or infinity in the samples of one imaging readout."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "raw.h5"
+        write_ismrmrd(path, slices=2, coils=2, samples=8, width=8)
+        with h5py.File(path, "r+") as h5:
+            table = h5["dataset/data"]
+            index = rng.randrange(1, table.shape[0])  # row 0 is the noise readout
+            row = table[index]
+            row["data"][rng.randrange(row["data"].size)] = rng.choice([np.nan, np.inf])
+            table[index] = row
         return path.read_bytes()

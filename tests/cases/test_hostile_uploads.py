@@ -398,3 +398,37 @@ def test_post_without_usable_body_answers_400_not_the_page(
         page = html.unescape(response.content.decode())
         assert "This field is required" in page or "no files were uploaded" in page
     assert_nothing_stored(media_root, cases=1)
+
+
+def test_nan_in_an_ismrmrd_readout_refused(admin_client, media_root):
+    rng = random.Random(8)
+    for _ in range(3):
+        response = post_form(admin_client, "raw.h5", hostile.h5_ismrmrd_nan(rng))
+        refused(response, "contains NaN or infinite values")
+    assert_nothing_stored(media_root)
+
+
+def test_migration_clears_impossible_field_strengths_already_stored(site_admin):
+    """Cases the API accepted before the fix (NaN, infinity, negative) broke every list that
+    showed them; migration 0002 makes them unknown so its constraint can be added."""
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = import_module("mriplatform.cases.migrations.0002_case_field_validation")
+    constraint = next(c for c in Case._meta.constraints if c.name == "field_strength_in_range")
+    with connection.schema_editor() as editor:  # the database as it was before 0002
+        editor.remove_constraint(Case, constraint)
+    values = [1.5, None, 0.35, math.nan, math.inf, -math.inf, -1.0, 0.0, 99.0]
+    cases = [
+        CaseFactory(institution=site_admin.institution, field_strength_t=value) for value in values
+    ]
+    migration.clear_impossible_field_strengths(apps, None)
+    if connection.vendor == "postgresql":  # run the deferred FK checks before ALTER TABLE
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with connection.schema_editor() as editor:
+        editor.add_constraint(Case, constraint)
+    kept = [Case.objects.get(pk=case.pk).field_strength_t for case in cases]
+    assert kept == [1.5, None, 0.35, None, None, None, None, None, None]
