@@ -180,21 +180,25 @@ def _join_separators(runs: list[str]) -> str:
 
 
 def _balance_brackets(text: str) -> str:
-    """Remove brackets without a partner and pairs with nothing but spaces inside."""
-    previous = None
-    while previous != text:
-        previous = text
-        text = re.sub(r"\(\s*\)|\[\s*\]|\{\s*\}", " ", text)
-    stack: list[int] = []
-    unmatched: set[int] = set()
+    """Remove brackets without a partner and pairs with nothing but spaces inside (one
+    pass, so nested input costs linear time)."""
+    out = list(text)
+    stack: list[list] = []  # [index of the opening bracket, whether it holds anything]
     for index, char in enumerate(text):
         if char in _OPENING:
-            stack.append(index)
+            stack.append([index, False])
         elif char in _CLOSING:
-            if stack and _OPENING.index(text[stack[-1]]) == _CLOSING.index(char):
-                stack.pop()
+            if stack and _OPENING.index(text[stack[-1][0]]) == _CLOSING.index(char):
+                opening, filled = stack.pop()
+                if filled:
+                    if stack:
+                        stack[-1][1] = True
+                else:
+                    out[opening], out[index] = "", " "
             else:
-                unmatched.add(index)
-    unmatched.update(stack)
-    text = "".join(c for i, c in enumerate(text) if i not in unmatched)
-    return re.sub(r"\s+", " ", text)
+                out[index] = ""
+        elif not char.isspace() and stack:
+            stack[-1][1] = True
+    for opening, _filled in stack:
+        out[opening] = ""
+    return re.sub(r"\s+", " ", "".join(out))

@@ -110,6 +110,8 @@ def test_vendor_msk_descriptions_survive_whole(cleaner, description):
         ("pd_tse_fs_sag_Mueller", "pd_tse_fs_sag"),
         ("AX PD FSE (Dr. Jones)", "AX PD FSE"),
         ("Jones (AX PD FSE)", "(AX PD FSE)"),
+        ("T2 [(SMITH)] FS (DL", "T2 FS DL"),
+        ("T2 ((FS) SMITH)", "T2 ((FS))"),
         ("COR PD FS MRN 4452781", "COR PD FS"),
         ("T1 SAG 12.03.1965", "T1 SAG"),
         ("Knee 2024-03-01 L", "Knee L"),
@@ -133,6 +135,12 @@ def test_vendor_msk_descriptions_survive_whole(cleaner, description):
 )
 def test_unknown_tokens_numbers_and_dates_are_dropped(cleaner, description, expected):
     assert cleaner.clean(description) == expected
+
+
+def test_deeply_nested_brackets_are_cleaned_in_one_pass(cleaner):
+    depth = 50_000  # quadratic bracket handling would take minutes here
+    assert cleaner.clean("PD " + "(" * depth + "SMITH" + ")" * depth + " FS") == "PD FS"
+    assert cleaner.clean("(" * depth + "PD" + ")" * depth) == "(" * depth + "PD" + ")" * depth
 
 
 def test_long_digit_runs_need_a_unit(cleaner):
