@@ -31,7 +31,15 @@ cascade and k-space net have none (zero by construction). ``check`` entries hold
 same figures for the first test image at one setting so that
 ``tests/engine/dl/test_model_card_test_sections.py`` can recompute them.
 
-Run: ``nice .venv/bin/python benchmarks/eval_model_cards.py [--write]``; prints Markdown,
+Image-domain networks, on the same test images with the simulation they were trained
+with (``recon_engine.dl.family_training``, test seeds): the motion-correction U-Net (64x64)
+against its uncorrected input, the g-factor-aware denoiser (64x64) against its noisy input
+and against itself with a uniform noise level (MC-dropout calibration as above, fitted on
+the families' MNI152 validation slices), ESPCN 2x against bicubic (no dropout, no map).
+The 3D through-plane network gets no test: the evaluation images are single slices.
+
+Run: ``nice .venv/bin/python benchmarks/eval_model_cards.py [--write] [--only recon|image]``;
+prints Markdown,
 and with ``--write`` updates the JSON cards and ``MODEL_CARDS.md`` in
 ``recon_engine/dl/models``. CPU, one thread; about 10 minutes.
 """
@@ -52,14 +60,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recon_engine.dl import calibration  # noqa: E402
+from recon_engine.dl.data import low_resolution  # noqa: E402
+from recon_engine.dl.denoise import NoiseMapDenoiser  # noqa: E402
+from recon_engine.dl.family_training import (  # noqa: E402
+    DATA_DIR,
+    MOTION,
+    VAL_VOLUMES,
+    _denoise_sample,
+    _motion_sample,
+    gfactor_bank,
+    slice_bank,
+)
+from recon_engine.dl.mc_dropout import mc_dropout_std  # noqa: E402
+from recon_engine.dl.model_loader import load_network  # noqa: E402
+from recon_engine.dl.motion import MotionCorrectionNet  # noqa: E402
 from recon_engine.dl.train import model_cards_markdown  # noqa: E402
 from recon_engine.dl.weights import SHIPPED_DIR  # noqa: E402
 from recon_engine.fft import ifftc, rss  # noqa: E402
 from recon_engine.metrics import evaluate  # noqa: E402
 from recon_engine.pipeline import reconstruct_kspace  # noqa: E402
-from recon_engine.registry import get_method  # noqa: E402
+from recon_engine.registry import ReconInput, get_method  # noqa: E402
 from recon_engine.sampling import make_mask  # noqa: E402
-from recon_engine.simulation import load_slices, simulate_multicoil  # noqa: E402
+from recon_engine.simulation import (  # noqa: E402
+    coil_sensitivities,
+    load_slices,
+    simulate_multicoil,
+)
 
 VALIDATION_VOLUME = ROOT / "data" / "mri" / "mni152_2009a_t1_1mm.nii.gz"
 TEST_FILES = (
@@ -227,7 +253,7 @@ def evaluate_family(networks, settings, size, coils, report) -> dict:
     return results
 
 
-def calibration_section(name: str, calib: dict, check: dict) -> dict:
+def calibration_section(name: str, calib: dict, check: dict | None) -> dict:
     """The card's ``uncertainty_calibration`` (MC networks) or ``dc_residual_check``."""
     spec = get_method(name)
     defaults = {p.name: p.default for p in spec.params}
@@ -242,10 +268,7 @@ def calibration_section(name: str, calib: dict, check: dict) -> dict:
     val_sigma, val_error = (np.concatenate(a) for a in calib["val"])
     scale = calibration.fit_scale(val_sigma, val_error)
     test = _rounded(calibration.calibration_metrics(test_sigma, test_error, scale))
-    check_metrics = calibration.calibration_metrics(
-        *_flat(check["sigma"], check["error"], check["tissue"]), scale
-    )
-    return {
+    section = {
         "map": "uncertainty",
         "method": (
             "MC dropout SD (Gal & Ghahramani 2016) times one scale fitted on the validation "
@@ -261,13 +284,18 @@ def calibration_section(name: str, calib: dict, check: dict) -> dict:
         "test": test,
         "localises_errors": test["spearman"] >= calibration.LOCALISES_RHO,
         "statement": calibration.statement("uncertainty", test),
-        "check": {
+    }
+    if check is not None:
+        check_metrics = calibration.calibration_metrics(
+            *_flat(check["sigma"], check["error"], check["tissue"]), scale
+        )
+        section["check"] = {
             "setting": check["setting"],
             "image": check["image"],
             **_rounded(check_metrics),
             "psnr": round(check["psnr"], 4),
-        },
-    }
+        }
+    return section
 
 
 def test_section(name: str, results: dict, size: int, coils: int, settings) -> dict:
@@ -309,6 +337,156 @@ def test_section(name: str, results: dict, size: int, coils: int, settings) -> d
     }
 
 
+IMAGE_SIZE = 64  # the matrix the motion and denoising networks were trained at
+VALIDATION_SEED = 10_000_000  # family_training's validation samples
+TEST_SEED = 20_000_000
+
+
+def _motion_stack(images: torch.Tensor, seed0: int) -> tuple[torch.Tensor, ...]:
+    """(corrupted RSS, target RSS) with family_training's motion simulation."""
+    maps = coil_sensitivities((IMAGE_SIZE, IMAGE_SIZE), MOTION["n_coils"], "birdcage")
+    pairs = [_motion_sample(image, maps, seed0 + i, False) for i, image in enumerate(images)]
+    return tuple(torch.stack(v) for v in zip(*pairs, strict=True))
+
+
+def _denoise_stack(images: torch.Tensor, seed0: int) -> tuple[torch.Tensor, ...]:
+    """(noisy complex image, noise SD map, clean complex image), family_training's noise."""
+    bank = gfactor_bank(IMAGE_SIZE)
+    samples = [_denoise_sample(image, bank, seed0 + i, False) for i, image in enumerate(images)]
+    return tuple(torch.stack(v) for v in zip(*samples, strict=True))
+
+
+def _uniform_level(model, x):
+    return model(x[0], x[1].mean(dim=(-2, -1), keepdim=True).expand_as(x[1])).abs()
+
+
+# card name: (method, builder, architecture type, data, network forward, baselines)
+IMAGE_NETWORKS = {
+    "motion_unet": (
+        "motion_unet",
+        MotionCorrectionNet,
+        "MotionCorrectionNet",
+        _motion_stack,
+        lambda model, x: model(x[0]).clamp_min(0),
+        {"uncorrected (network input)": lambda model, x: x[0]},
+    ),
+    "gfactor_denoiser": (
+        "sense_dl_denoise",
+        NoiseMapDenoiser,
+        "NoiseMapDenoiser",
+        _denoise_stack,
+        lambda model, x: model(x[0], x[1]).abs(),
+        {
+            "noisy (network input)": lambda model, x: x[0].abs(),
+            "same network, uniform noise level": _uniform_level,
+        },
+    ),
+}
+
+
+def _test_source() -> str:
+    files = ", ".join(f for f, _ in TEST_FILES)
+    return f"pydicom-data {files} (evaluation only: never used for training, selection or tuning)"
+
+
+def evaluate_image_network(name: str, report) -> tuple[dict, dict]:
+    """(card ``test`` section, ``uncertainty_calibration``) of an image-domain network
+    (motion correction, denoising) on the test images at its 64x64 matrix, with the
+    simulation it was trained with; calibration fitted on its validation slices."""
+    method, build, kind, make, forward, baselines = IMAGE_NETWORKS[name]
+    defaults = {p.name: p.default for p in get_method(method).params}
+    model, _ = load_network(name, build, torch.device("cpu"), kind)
+    test, labels = test_images(IMAGE_SIZE)
+    val = slice_bank(DATA_DIR, VAL_VOLUMES, IMAGE_SIZE, 8, axes=(2,))
+    calib = {"map": "uncertainty", "val": ([], []), "test": ([], [])}
+    metrics = {}
+    for part, images, seed0 in (("val", val, VALIDATION_SEED), ("test", test, TEST_SEED)):
+        data = make(images, seed0)
+        ref = data[-1].abs().numpy()
+        with torch.no_grad():
+            pred = forward(model, data).numpy()
+            sigma = mc_dropout_std(
+                model,
+                lambda data=data: forward(model, data),
+                defaults["mc_samples"],
+                defaults["mc_dropout"],
+            ).numpy()
+            if part == "test":
+                metrics["network"] = _rounded(evaluate(ref, pred))
+                for label, baseline in baselines.items():
+                    metrics[label] = _rounded(evaluate(ref, baseline(model, data).numpy()))
+        error = np.abs(pred - ref)
+        tissue = calibration.tissue_mask(ref)
+        for store, arrays in zip(calib[part], _flat(sigma, error, tissue), strict=True):
+            store.append(arrays)
+    report(f"  {name}: done")
+    gains = {k: round(metrics["network"]["psnr"] - metrics[k]["psnr"], 2) for k in baselines}
+    first = next(iter(baselines))
+    section = {
+        "data": {
+            "images": labels,
+            "source": _test_source(),
+            "matrix": [IMAGE_SIZE, IMAGE_SIZE],
+            "simulation": "as in training (recon_engine.dl.family_training), seeds "
+            f"{TEST_SEED} + image index",
+            "script": "benchmarks/eval_model_cards.py",
+        },
+        "metrics": metrics,
+        "gain_db": gains,
+        "baseline": first,
+        "beats_baseline": gains[first] > 0,
+    }
+    cal = calibration_section(method, calib, None)
+    cal["fitted_on"] = f"{VAL_VOLUMES[0]}, {len(val)} slices (family_training's validation)"
+    return section, cal
+
+
+def evaluate_sr(report) -> dict:
+    """ESPCN 2x in-plane vs bicubic on the test images (no dropout: no uncertainty map)."""
+    hr, labels = test_images(SIZE)
+    low = low_resolution(hr, 2)
+    metrics = {}
+    for method in ("sr_zero_fill", "sr_bicubic", "sr_espcn"):
+        spec = get_method(method)
+        params = spec.validate({"factor": 2} if "factor" in [p.name for p in spec.params] else {})
+        data = ReconInput(
+            kspace=torch.zeros(len(hr), 1, SIZE // 2, SIZE // 2, dtype=torch.complex64),
+            mask=torch.ones(1, 1, 1, SIZE // 2),
+            metadata={"image": low},
+        )
+        image = spec.run(data, params).image.abs().numpy()
+        metrics[method] = _rounded(evaluate(hr.numpy(), image))
+    report("  sr_espcn: done")
+    gain = round(metrics["sr_espcn"]["psnr"] - metrics["sr_bicubic"]["psnr"], 2)
+    return {
+        "data": {
+            "images": labels,
+            "source": _test_source(),
+            "matrix": [SIZE, SIZE],
+            "degradation": "central 1/2 of k-space (64x64 input), as in training",
+            "script": "benchmarks/eval_model_cards.py",
+        },
+        "metrics": {
+            "network": metrics["sr_espcn"],
+            "bicubic": metrics["sr_bicubic"],
+            "k-space zero fill": metrics["sr_zero_fill"],
+        },
+        "gain_db": {"bicubic": gain},
+        "baseline": "bicubic",
+        "beats_baseline": gain > 0,
+        "uncertainty": "none: the network has no dropout layers, so no MC-dropout map",
+    }
+
+
+SR3D_NO_TEST = {
+    "unavailable": (
+        "no test volume: the non-brain evaluation images (pydicom-data) are single 2D "
+        "slices, and through-plane super-resolution needs contiguous slices; the only "
+        "figures are on the validation volume, which was used for selection"
+    ),
+}
+
+
 def markdown(name: str, section: dict, calib: dict | None) -> str:
     lines = [
         f"\n### {name}\n",
@@ -331,9 +509,29 @@ def markdown(name: str, section: dict, calib: dict | None) -> str:
     return "\n".join(lines)
 
 
+def write_card(name: str, section: dict, calib: dict | None) -> None:
+    """Replace the ``test`` section and the map check of the shipped card ``name``."""
+    path = SHIPPED_DIR / f"{name}.json"
+    card = json.loads(path.read_text())
+    card["test"] = section
+    card.pop("uncertainty_calibration", None)
+    card.pop("dc_residual_check", None)
+    if calib is not None:
+        key = "uncertainty_calibration" if calib["map"] == "uncertainty" else "dc_residual_check"
+        card[key] = calib
+    path.write_text(json.dumps(card, indent=2, sort_keys=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="update the shipped model cards")
+    parser.add_argument(
+        "--only",
+        choices=("all", "recon", "image"),
+        default="all",
+        help="reconstruction networks (k-space input), image networks (motion, denoising, "
+        "super-resolution), or all",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -345,28 +543,30 @@ def main() -> None:
         (("automap",), AUTOMAP_SETTINGS, AUTOMAP_SIZE, AUTOMAP_COILS),
     )
     print("# Shipped networks on the test images (never used for selection)")
-    for networks, settings, size, coils in families:
-        results = evaluate_family(networks, settings, size, coils, report)
-        for name in networks:
-            section = test_section(name, results, size, coils, settings)
-            calib = None
-            if name in results["calib"] and "map" in results["calib"][name]:
-                calib = calibration_section(name, results["calib"][name], results["check"][name])
-            print(markdown(name, section, calib))
-            if args.write:
-                path = SHIPPED_DIR / f"{name}.json"
-                card = json.loads(path.read_text())
-                card["test"] = section
-                card.pop("uncertainty_calibration", None)
-                card.pop("dc_residual_check", None)
-                if calib is not None:
-                    card[
-                        "uncertainty_calibration"
-                        if calib["map"] == "uncertainty"
-                        else "dc_residual_check"
-                    ] = calib
-                path.write_text(json.dumps(card, indent=2, sort_keys=True))
+    cards: dict[str, tuple[dict, dict | None]] = {}
+    if args.only in ("all", "recon"):
+        for networks, settings, size, coils in families:
+            results = evaluate_family(networks, settings, size, coils, report)
+            for name in networks:
+                section = test_section(name, results, size, coils, settings)
+                calib = None
+                if name in results["calib"] and "map" in results["calib"][name]:
+                    calib = calibration_section(
+                        name, results["calib"][name], results["check"][name]
+                    )
+                print(markdown(name, section, calib))
+                cards[name] = (section, calib)
+    if args.only in ("all", "image"):
+        for name in IMAGE_NETWORKS:
+            section, calib = evaluate_image_network(name, report)
+            print(f"\n### {name}\n\n{json.dumps(section['metrics'])}\n{calib['statement']}")
+            cards[name] = (section, calib)
+        cards["sr_espcn"] = (evaluate_sr(report), None)
+        print(f"\n### sr_espcn\n\n{json.dumps(cards['sr_espcn'][0]['metrics'])}")
+        cards["sr_3d"] = (SR3D_NO_TEST, None)
     if args.write:
+        for name, (section, calib) in cards.items():
+            write_card(name, section, calib)
         (SHIPPED_DIR / "MODEL_CARDS.md").write_text(
             model_cards_markdown(SHIPPED_DIR, list(CARD_ORDER))
         )

@@ -151,9 +151,9 @@ class MethodSpec:
     vendor_names: dict[str, str] = field(default_factory=dict)
     needs_acs: bool = False
     references: tuple[str, ...] = ()
-    # A method that loses to its own input (zero-filled) on the held-out test data is a
-    # demonstration: it says so wherever methods are listed, with ``caveat`` as the reason,
-    # and is kept out of default protocols.
+    # A method that loses to its non-learned baseline (zero-filled, its own input) on the
+    # held-out test data is a demonstration: it says so wherever methods are listed, with
+    # ``caveat`` as the reason, and is kept out of default protocols.
     demonstration_only: bool = False
     caveat: str = ""
 
@@ -167,7 +167,7 @@ class MethodSpec:
     def label(self) -> str:
         """The title as method lists show it, marked when the method is a demonstration."""
         if self.demonstration_only:
-            return f"{self.title} [demonstration only: does not beat zero-filled]"
+            return f"{self.title} [demonstration only: loses to its baseline on test data]"
         return self.title
 
     def validate(self, params: dict | None) -> dict:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 
 from recon_engine.dl.denoise import NoiseMapDenoiser, estimate_kspace_noise, noise_sd_map
-from recon_engine.dl.mc_dropout import MC_PARAMS, calibrated_uncertainty, mc_dropout_std
+from recon_engine.dl.mc_dropout import (
+    MC_PARAMS,
+    calibrated_uncertainty,
+    mc_dropout_std,
+    shipped_calibration_note,
+)
 from recon_engine.dl.model_loader import load_network
 from recon_engine.espirit import SENSITIVITY_PARAMS
 from recon_engine.methods.zero_filled import check_input
@@ -107,7 +112,8 @@ SPEC = register(
             "parallel imaging amplified the noise (a denoiser assuming uniform noise "
             "under-smooths there). noise_map='uniform' runs the same network at the mean "
             "level for comparison. The k-space noise SD is given or estimated from the "
-            "k-space edge. Returns g_factor and noise_sd maps (and MC-dropout uncertainty)."
+            "k-space edge. Returns g_factor and noise_sd maps (and an MC-dropout SD map scaled by "
+            "the calibration in the model card)." + shipped_calibration_note("gfactor_denoiser")
         ),
         run=run,
         params=(

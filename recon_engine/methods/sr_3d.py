@@ -67,7 +67,9 @@ SPEC = register(
             "Thick-slice volumes are enlarged along the slice axis by a 3D sub-pixel "
             "convolutional network (residual over cubic interpolation) trained on thin-slice "
             "brain volumes with a box slice profile. Input: metadata['image'] (S, H, W) or "
-            "the zero-filled RSS image; output (factor x S, H, W), factor from the model card."
+            "the zero-filled RSS image; output (factor x S, H, W), factor from the model card. "
+            "With MC passes, also an MC-dropout SD map; the shipped model has no test volume, "
+            "so the map is uncalibrated and not known to track the error."
         ),
         run=run,
         params=(

@@ -22,6 +22,17 @@ from recon_engine.sampling import make_mask
 
 RECON_NETWORKS = ("varnet", "unet", "deep_cascade", "kspace_net", "automap")
 MC_NETWORKS = ("unet", "kspace_net", "automap")
+# card name -> registry method of the image-domain networks (their own baselines)
+IMAGE_NETWORKS = {
+    "motion_unet": "motion_unet",
+    "gfactor_denoiser": "sense_dl_denoise",
+    "sr_espcn": "sr_espcn",
+}
+CALIBRATED = {
+    **{n: n for n in MC_NETWORKS},
+    "motion_unet": "motion_unet",
+    "gfactor_denoiser": "sense_dl_denoise",
+}
 SCRIPT = SHIPPED_DIR.parents[2] / "benchmarks" / "eval_model_cards.py"
 
 
@@ -57,10 +68,30 @@ def test_card_reports_test_set_against_zero_filled_and_tuned_cs(name: str) -> No
     assert f"## {name}\n" in (SHIPPED_DIR / "MODEL_CARDS.md").read_text()
 
 
-@pytest.mark.parametrize("name", MC_NETWORKS)
-def test_card_states_uncertainty_calibration_plainly(name: str) -> None:
+@pytest.mark.parametrize(("card_name", "method"), sorted(IMAGE_NETWORKS.items()))
+def test_image_network_card_reports_test_set_against_its_baseline(
+    card_name: str, method: str
+) -> None:
+    test = _card(card_name)["test"]
+    assert "pydicom-data" in test["data"]["source"] and len(test["data"]["images"]) == 10
+    net = test["metrics"]["network"]
+    for label, gain in test["gain_db"].items():
+        assert gain == pytest.approx(net["psnr"] - test["metrics"][label]["psnr"], abs=0.011)
+    assert test["beats_baseline"] == (test["gain_db"][test["baseline"]] > 0)
+    assert get_method(method).demonstration_only == (not test["beats_baseline"])
+
+
+def test_sr_3d_card_says_it_has_no_test_volume() -> None:
+    reason = _card("sr_3d")["test"]["unavailable"]
+    assert "no test volume" in reason
+    assert reason in (SHIPPED_DIR / "MODEL_CARDS.md").read_text()
+    assert "uncalibrated" in get_method("sr_3d").description
+
+
+@pytest.mark.parametrize(("name", "method"), sorted(CALIBRATED.items()))
+def test_card_states_uncertainty_calibration_plainly(name: str, method: str) -> None:
     cal = _card(name)["uncertainty_calibration"]
-    spec = get_method(name)
+    spec = get_method(method)
     defaults = {p.name: p.default for p in spec.params}
     assert (cal["mc_samples"], cal["mc_dropout"]) == (
         defaults["mc_samples"],
@@ -77,6 +108,7 @@ def test_card_states_uncertainty_calibration_plainly(name: str) -> None:
     text = (SHIPPED_DIR / "MODEL_CARDS.md").read_text()
     section = text.split(f"## {name}\n")[1].split("\n## ")[0]
     assert cal["statement"] in section and "coverage" in section
+    assert cal["statement"] in spec.description
 
 
 @pytest.mark.slow
@@ -147,7 +179,7 @@ def test_calibration_figures_against_hand_computed_values() -> None:
 
 def test_methods_lists_demonstrations_as_such(capsys: pytest.CaptureFixture[str]) -> None:
     demos = [s for s in all_methods() if s.demonstration_only]
-    assert {s.name for s in demos} >= {"automap"}
+    assert {s.name for s in demos} >= {"automap", "unet"}
     assert cli_main(["methods"]) == 0
     text = capsys.readouterr().out
     for spec in demos:
