@@ -63,8 +63,8 @@ MAP_UNITS: dict[str, tuple[str, str]] = {
         "image units",
         "Monte-Carlo dropout standard deviation of the reconstructed magnitude, times the "
         "calibration scale of the model card (same units as 'reconstruction'); whether it "
-        "tracks the actual error is stated in the provenance info ('uncertainty'): for the "
-        "shipped networks it does not localise errors",
+        "tracks the actual error is stated in the provenance info ('uncertainty') and the "
+        "model card (for most shipped networks it does not localise errors)",
     ),
     "noise_sd": (
         "image units",
