@@ -230,18 +230,35 @@ def _build(series: Series, digest: str) -> tuple[bytes, str, list]:
     return out.getvalue(), boundary, parts
 
 
+_known: OrderedDict[int, BlindedSeries] = OrderedDict()
+_known_lock = threading.Lock()
+
+
+def _remember(series_pk: int, blinded: BlindedSeries) -> BlindedSeries:
+    with _known_lock:
+        _known[series_pk] = blinded
+        while len(_known) > 4096:
+            _known.popitem(last=False)
+    return blinded
+
+
 def blinded_series(series_pk: int) -> BlindedSeries:
     """The stored blinded display of series ``series_pk``, built now when missing or built
-    by another blinding version (once: concurrent requests wait on a row lock)."""
+    by another blinding version (once: concurrent requests wait on a row lock). A built row
+    never changes (series are immutable, a new blinding version is a new deployment), so
+    each process keeps the rows it has seen."""
+    known = _known.get(series_pk)
+    if known is not None:
+        return known
     found = BlindedSeries.objects.filter(series_id=series_pk).first()
     if found is not None and found.digest.startswith(f"{BLINDING_VERSION}-"):
-        return found
+        return _remember(series_pk, found)
     with transaction.atomic():
         series = Series.objects.select_for_update().get(pk=series_pk)
         found = BlindedSeries.objects.filter(series=series).first()
         digest = series_digest(series_pk)
         if found is not None and found.digest == digest:
-            return found
+            return _remember(series_pk, found)
         body, boundary, parts = _build(series, digest)
         if found is None:
             found = BlindedSeries(series=series)
@@ -251,7 +268,7 @@ def blinded_series(series_pk: int) -> BlindedSeries:
         found.blob.save(f"{series_pk}-{digest}.multipart", ContentFile(body), save=False)
         found.save()
         _blobs.put((found.pk, digest), body)
-        return found
+    return _remember(series_pk, found)
 
 
 class _BytesLRU:

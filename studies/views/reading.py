@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mriplatform.accounts.roles import Role, role_required
-from studies import display, reading, services
+from studies import display, reading
 from studies.blinding import BlindingError
 from studies.questions import CONFIDENCE_MAX, CONFIDENCE_MIN, choice_label, choice_values, scale
 from studies.services import StudyError, save_answer, start_read
@@ -84,9 +84,9 @@ def read(request: HttpRequest, alias: str) -> HttpResponse:
         start_read(item, request.user)
     except StudyError:
         return redirect("reading:worklist")
-    k, n = reading.position(item)
+    k, n, submitted = reading.position(item)
     urls = reading.image_urls(item)
-    images_missing = not services.read_has_images(item)
+    images_missing = any(not side["slices"] for side in urls)
     following = reading.next_item(item)
     upcoming = reading.image_urls(following) if following else []
     upcoming = [side for side in upcoming if side["series"]]
@@ -113,7 +113,7 @@ def read(request: HttpRequest, alias: str) -> HttpResponse:
             "item": item,
             "position": k,
             "total": n,
-            "submitted_count": item.session.items.filter(submitted_at__isnull=False).count(),
+            "submitted_count": submitted,
             "side_by_side": len(urls) > 1,
             "sections": _form_sections(item),
             "confidence_range": range(CONFIDENCE_MIN, CONFIDENCE_MAX + 1),
