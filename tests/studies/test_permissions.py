@@ -80,8 +80,8 @@ def reader_page(ok: int) -> dict[str, int]:
 
 def api_export() -> dict[str, int]:
     """Reads export of a closed study: its coordinators and the site's statisticians;
-    404 for everyone else; 403 for anonymous callers (DRF, no login redirect)."""
-    return codes(404, anonymous=403, owner=200, statistician=200, superuser=200)
+    404 for everyone else; 401 with a Basic challenge for anonymous callers (DRF)."""
+    return codes(404, anonymous=401, owner=200, statistician=200, superuser=200)
 
 
 def analysis_page(ok: int) -> dict[str, int]:
@@ -151,8 +151,8 @@ MATRIX: dict[str, Endpoint] = {
     "reading:finish": Endpoint("open", None, reader_page(302)),
     "reading:image": Endpoint("open", reader_page(200), None),
     # --- study API (studies/api.py): the closed study's tidy reads ---
-    "api:study-reads": Endpoint("closed", api_export(), codes(405, anonymous=403)),
-    "api:study-reads-csv": Endpoint("closed", api_export(), codes(405, anonymous=403)),
+    "api:study-reads": Endpoint("closed", api_export(), codes(405, anonymous=401)),
+    "api:study-reads-csv": Endpoint("closed", api_export(), codes(405, anonymous=401)),
     # --- analysis (studies/views/analysis.py) ---
     "studies:analysis-index": Endpoint(None, analysis_page(200), None),
     "studies:analysis-study": Endpoint("closed", analysis_page(200), analysis_page(400)),
