@@ -23,6 +23,8 @@ class ReconJobSerializer(serializers.ModelSerializer):
             "attempts",
             "error",
             "worker",
+            "heartbeat_at",
+            "lease_owner",
             "output_series",
             "metrics",
             "provenance",

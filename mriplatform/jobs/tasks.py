@@ -6,6 +6,7 @@ import logging
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
 
 from mriplatform.jobs import lease, services
 
@@ -34,11 +35,15 @@ def start_lease_keeping(**kwargs) -> None:
     """When a worker starts: remove stale attempt scratch folders (input copies of killed
     attempts) and start the thread that fails jobs whose worker was lost."""
     global _reaper
-    removed = lease.clean_stale_scratch()
-    logger.info("job scratch: %d stale attempt folder(s) removed", len(removed))
     if _reaper is None:
         _reaper = lease.Reaper()
         _reaper.start()
+    try:
+        removed = lease.clean_stale_scratch()
+    except Exception:  # noqa: BLE001 - a worker must start even if cleaning fails
+        logger.exception("could not clean the job scratch folder %s", settings.JOB_SCRATCH_DIR)
+        return
+    logger.info("job scratch: %d stale attempt folder(s) removed", len(removed))
 
 
 @worker_shutdown.connect

@@ -159,6 +159,9 @@ def test_job_list_and_api_show_a_lost_job_as_failed_and_retry_is_accepted(
     assert api.post(f"/api/jobs/{job.pk}/retry/").status_code == 409
     job.refresh_from_db()
     assert job.status == S.RUNNING
+    state = api.get(f"/api/jobs/{job.pk}/").json()
+    assert state["lease_owner"] == "demo@host pid 4242 attempt 1"
+    assert state["heartbeat_at"] == job.heartbeat_at.isoformat().replace("+00:00", "Z")
 
 
 @pytest.mark.django_db
