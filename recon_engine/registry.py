@@ -156,6 +156,10 @@ class MethodSpec:
     # ``caveat`` as the reason, and is kept out of default protocols.
     demonstration_only: bool = False
     caveat: str = ""
+    # Optional autograd forward for instability tests (recon_engine.fidelity.instability):
+    # ``differentiable(params, device)`` returns ``f(kspace (S, C, H, W), mask) -> (S, H, W)``
+    # real magnitude, differentiable in ``kspace``. None: the method can't be differentiated.
+    differentiable: Callable[[dict, torch.device], Callable] | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -73,6 +73,28 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     return network_output(images, maps, timer, params["model"], card, **info)
 
 
+def differentiable_forward(params: dict, device: torch.device | str = "cpu"):
+    """``f(kspace (S, C, H, W), mask) -> (S, H, W)`` with autograd: the deterministic pass
+    of :func:`run` (dropout off), for the fidelity lab's instability tests."""
+    params = SPEC.validate(params)
+    state, card = load_state_dict(params["model"], map_location=device)
+    arch = {key: v for key, v in card.get("architecture", {}).items() if key != "type"}
+    arch.setdefault("in_chans", 1)
+    arch.setdefault("out_chans", 1)
+    model = Unet(**arch)
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+
+    def forward(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_recon_input(card, tuple(kspace.shape), mask, params["model"])
+        x = rss(ifftc(kspace * mask), coil_dim=1)[:, None]
+        mean = x.mean(dim=(-2, -1), keepdim=True)
+        std = x.std(dim=(-2, -1), keepdim=True).clamp_min(1e-11)
+        return (model((x - mean) / std) * std + mean)[:, 0]
+
+    return forward
+
+
 SPEC = register(
     MethodSpec(
         name="unet",
@@ -94,5 +116,6 @@ SPEC = register(
         references=("Zbontar J et al., fastMRI, arXiv:1811.08839, 2018",),
         demonstration_only=True,
         caveat=DEMONSTRATION_CAVEAT,
+        differentiable=lambda params, device: differentiable_forward(params, device),
     )
 )

@@ -66,6 +66,27 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
     )
 
 
+def differentiable_forward(params: dict, device: torch.device | str = "cpu"):
+    """``f(kspace (S, C, H, W), mask (1, 1, 1, W)) -> (S, H, W)`` RSS magnitude with
+    autograd, as :func:`run` computes it, for the fidelity lab's instability tests."""
+    params = SPEC.validate(params)
+    state, card = load_state_dict(params["model"], map_location=device)
+    model = build_model(card)
+    model.load_state_dict(state, strict=True)
+    model.to(device).eval()
+
+    def forward(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        s, c, h, w = kspace.shape
+        check_recon_input(card, (s, c, h, w), mask, params["model"])
+        mask = mask.expand(s, 1, 1, w)
+        masked = torch.view_as_real(kspace * mask)
+        kpred = model.predict_kspace(masked, mask.bool()[..., None])
+        kpred = torch.view_as_complex(kpred.contiguous())
+        return rss(ifftc(kpred), coil_dim=1)
+
+    return forward
+
+
 SPEC = register(
     MethodSpec(
         name="varnet",
@@ -86,5 +107,6 @@ SPEC = register(
         ),
         needs_acs=True,
         references=("Sriram A et al., End-to-End Variational Networks, MICCAI 2020",),
+        differentiable=lambda params, device: differentiable_forward(params, device),
     )
 )
