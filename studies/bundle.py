@@ -3,7 +3,7 @@
 A zip with the tidy reads (``reads.csv``), the exact parameters (``parameters.json``), the
 numbers (``results.json``), the package versions they were computed with
 (``versions.json``), a copy of the pure code that computed them (``studies/analysis/`` and
-``studies/report.py``) and ``reproduce.py``. Unzipped anywhere with Python, numpy, pandas,
+``studies/report/``) and ``reproduce.py``. Unzipped anywhere with Python, numpy, pandas,
 scipy and statsmodels installed::
 
     python reproduce.py
@@ -111,9 +111,10 @@ def package_versions() -> dict[str, Any]:
 
 
 def _code_files() -> list[tuple[Path, str]]:
-    files = [(STUDIES_DIR / "report.py", "studies/report.py")]
-    for path in sorted((STUDIES_DIR / "analysis").glob("*.py")):
-        files.append((path, f"studies/analysis/{path.name}"))
+    files = []
+    for package in ("report", "analysis"):
+        for path in sorted((STUDIES_DIR / package).glob("*.py")):
+            files.append((path, f"studies/{package}/{path.name}"))
     return files
 
 

@@ -185,6 +185,7 @@ def diagnostic_accuracy(
             f"{ci_method} intervals treat reads as independent but patients have several "
             "cases: they are too narrow (use ci_method='bootstrap')"
         )
+    small: dict[str, list[int]] = {}
     for metric in METRICS:
         num, den = point[metric]
         bnum, bden = boot[metric]
@@ -196,10 +197,7 @@ def diagnostic_accuracy(
             if den[g] == 0:
                 warn.append(f"{metric} undefined for modality {mod!r}, reader {rdr!r}")
             elif den[g] < 10 and metric in ("sensitivity", "specificity"):
-                warn.append(
-                    f"{metric} for modality {mod!r}, reader {rdr!r} rests on {int(den[g])} "
-                    "case(s): its interval is wide and approximate"
-                )
+                small.setdefault(metric, []).append(int(den[g]))
             ci_w = wilson_ci(num[g], den[g], alpha)
             ci_x = exact_ci(num[g], den[g], alpha)
             ci_boot = (float(lo[g]), float(hi[g]))
@@ -233,6 +231,11 @@ def diagnostic_accuracy(
                     },
                 )
             )
+    for metric, sizes in small.items():
+        warn.append(
+            f"{metric} of {len(sizes)} modality-reader group(s) rests on fewer than 10 cases "
+            f"(fewest {min(sizes)}): those intervals are wide and approximate"
+        )
     return AccuracyResult(
         estimates=estimates,
         mcnemar=_mcnemar_tests(data, alpha),

@@ -555,15 +555,18 @@ def intra_reader_agreement(
             raise AnalysisError(f"{ctx}: modality {modality!r} has no case read twice by a reader")
         if len(pair) < len(wide):
             warn.append(f"modality {modality!r}: {len(wide) - len(pair)} case(s) lack a repeat")
+        few: list[str] = []
         for reader, rdf in pair.groupby(level="reader_id", sort=True):
             res = cohen_kappa(rdf[reads[0]], rdf[reads[1]], categories, weights, alpha)
             res.details.update({"reader_id": reader, "modality_id": modality})
             per_reader.append(res)
             if len(rdf) < 10:
-                warn.append(
-                    f"reader {reader!r}, modality {modality!r}: intra-reader kappa from only "
-                    f"{len(rdf)} repeated case(s); its interval is unreliable"
-                )
+                few.append(f"{reader} ({len(rdf)})")
+        if few:
+            warn.append(
+                f"modality {modality!r}: intra-reader kappa of reader(s) {', '.join(few)} "
+                "from fewer than 10 repeated cases; those intervals are unreliable"
+            )
         c1 = _encode(pair[reads[0]].to_numpy(dtype=object), categories, ctx)
         c2 = _encode(pair[reads[1]].to_numpy(dtype=object), categories, ctx)
         case_codes, case_index = np.unique(

@@ -463,6 +463,6 @@ def test_intra_reader_few_cases_warns_and_n_boot_zero_is_refused():
         for i, v in zip((1, 2), vals)
     ]
     res = intra_reader_agreement(pd.DataFrame(rows), [1, 2, 3])
-    assert any("only 3 repeated case" in w for w in res.warnings)
+    assert any("r1 (3)" in w and "fewer than 10 repeated" in w for w in res.warnings)
     with pytest.raises(AnalysisError, match="n_boot"):
         intra_reader_agreement(pd.DataFrame(rows), [1, 2, 3], n_boot=0)

@@ -399,7 +399,8 @@ def test_bundle_reproduces_every_number_and_detects_tampering(written, tmp_path)
         "results.json",
         "versions.json",
         "reproduce.py",
-        "studies/report.py",
+        "studies/report/__init__.py",
+        "studies/report/compute.py",
         "studies/analysis/agreement.py",
     } <= names
     params = json.loads((tmp_path / "parameters.json").read_text())

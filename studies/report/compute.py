@@ -1,41 +1,14 @@
-"""The statistician's report of a closed reader study (pure: no Django).
-
-Input: the tidy reads table (one row per read and question, the columns of
-:func:`studies.export.tidy_reads`, loaded back from its CSV by :func:`load_reads` so that
-the report and the bundle compute from byte-identical data) and the analysis parameters
-(:func:`normalise_parameters`). :func:`compute_results` runs every chosen analysis with
-:mod:`studies.analysis` and returns a JSON-friendly results dict; :func:`make_figures`
-draws the plots (matplotlib, Agg, embedded as SVG data URIs); :func:`render_html` and
-:func:`render_pdf` (WeasyPrint) turn both into the report; :func:`write_report` writes
-``reads.csv``, ``parameters.json``, ``results.json``, ``report.html`` and ``report.pdf``.
-
-Only numpy, pandas and :mod:`studies.analysis` are imported at module level, so the
-bundle's ``reproduce.py`` recomputes every number without matplotlib, Jinja2, WeasyPrint
-or Django.
-
-Conventions (stated in the report):
-
-* Agreement, comparisons and accuracy use first reads (``read_index == 1``); intra-reader
-  agreement uses the repeat reads.
-* Likert scales are passed in full (``parameters['scales']``), unused levels included.
-* Findings are coded by the export's ``value_numeric`` / ``truth_numeric`` (1 / 0 for
-  present / absent, grade index for graded findings, dichotomised at grade > 0 for
-  accuracy and ROC; labels such as present/absent when no code is given). The ROC rating
-  is the confidence signed by the call (``roc_rating = 'signed'``: present with confidence
-  c -> 5 + c, absent -> 6 - c, higher = more likely diseased), or the confidence itself
-  (``'confidence'``) when the form asks for a probability rating.
-* SNR / CNR from ROI summaries (mean, SD): background method, sigma = SD(background ROI)
-  / SD factor of ``n_coils``-coil magnitude noise; flagged where the reconstruction family
-  has spatially varying noise.
+"""Computation of the report: parameters, the reads table, and every analysis run with
+:mod:`studies.analysis` into a JSON-friendly results dict (numpy / pandas only, so the
+bundle's ``reproduce.py`` recomputes the numbers without matplotlib, Jinja2 or Django).
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -392,40 +365,48 @@ def _intra_reader(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     return section
 
 
+def against_reference(
+    source: pd.DataFrame, kinds: Iterable[str], reference: str
+) -> Iterator[tuple[str, dict[str, str], pd.DataFrame, str]]:
+    """(question key, question meta, the question's reads, new arm) for every question of
+    ``kinds`` in ``source`` and every arm other than ``reference`` that read it: the one
+    loop behind every comparison against the reference arm."""
+    for key, meta in _questions(source, kinds):
+        q = source[source["question"] == key]
+        for new in _modalities(q):
+            if new != reference:
+                yield key, meta, q, new
+
+
 def _likert(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     section = _section("likert")
     ref = _reference(df, params)
     if ref is None:
         return _skip(section, "no reference arm among the arms read")
     first = _first_reads(df)
-    questions = _questions(first, ("likert",))
-    if not questions:
+    if not _questions(first, ("likert",)):
         return _skip(section, "no Likert questions were answered")
-    for key, meta in questions:
-        q = first[first["question"] == key]
+    for key, meta, q, new in against_reference(first, ("likert",), ref):
         reads = _reads_frame(q, _numeric_value(q))
-        for new in _modalities(q):
-            if new == ref:
-                continue
-            _try(
-                section,
-                f"{key}/{new}",
-                lambda r=reads, n=new: sa.likert_comparison(
-                    r,
-                    ref,
-                    n,
-                    threshold=params["likert_threshold"],
-                    alpha=params["alpha"],
-                    n_boot=params["n_boot"],
-                    seed=params["seed"],
-                ),
-                question=key,
-                label=meta["label"],
-                criterion=meta["criterion"],
-                structure=meta["structure"],
-                reference=ref,
-                modality=new,
-            )
+        _try(
+            section,
+            f"{key}/{new}",
+            lambda r=reads, n=new: sa.likert_comparison(
+                r,
+                ref,
+                n,
+                threshold=params["likert_threshold"],
+                alpha=params["alpha"],
+                n_boot=params["n_boot"],
+                seed=params["seed"],
+            ),
+            question=key,
+            label=meta["label"],
+            criterion=meta["criterion"],
+            structure=meta["structure"],
+            reference=ref,
+            modality=new,
+        )
     if not section["items"]:
         return _skip(section, "no Likert question was read under the reference and another arm")
     adjusted = sa.holm([item["result"]["pooled"]["p_value"] for item in section["items"]])
@@ -441,32 +422,27 @@ def _interchangeability(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, A
     if ref is None:
         return _skip(section, "no reference arm among the arms read")
     first = _first_reads(df)
-    questions = _questions(first, ("finding",))
-    if not questions:
+    if not _questions(first, ("finding",)):
         return _skip(section, "no finding questions were answered")
-    for key, meta in questions:
-        q = first[first["question"] == key]
+    for key, meta, q, new in against_reference(first, ("finding",), ref):
         reads = _reads_frame(q, q["value"].astype(str).where(q["value"].notna()))
-        for new in _modalities(q):
-            if new == ref:
-                continue
-            _try(
-                section,
-                f"{key}/{new}",
-                lambda r=reads, n=new: sa.interchangeability(
-                    r,
-                    ref,
-                    n,
-                    margin=params["margin"],
-                    n_boot=params["n_boot"],
-                    seed=params["seed"],
-                    alpha=params["alpha"],
-                ),
-                question=key,
-                label=meta["label"],
-                reference=ref,
-                modality=new,
-            )
+        _try(
+            section,
+            f"{key}/{new}",
+            lambda r=reads, n=new: sa.interchangeability(
+                r,
+                ref,
+                n,
+                margin=params["margin"],
+                n_boot=params["n_boot"],
+                seed=params["seed"],
+                alpha=params["alpha"],
+            ),
+            question=key,
+            label=meta["label"],
+            reference=ref,
+            modality=new,
+        )
     if not section["items"]:
         return _skip(section, "no finding was read under the reference and another arm")
     return section
@@ -588,9 +564,20 @@ def _roi_stats(value: Any) -> dict[str, float | None] | None:
 
 
 def background_sigma(roi: dict[str, float | None], n_coils: int) -> tuple[float, str]:
-    """Noise sigma from a background ROI's summary: SD / SD factor when its SD is known,
-    otherwise mean / mean factor (both :func:`studies.analysis.magnitude_noise_factors`)."""
+    """Noise sigma from a background ROI's summary.
+
+    Several coils with mean and SD known: the second moment, sigma = sqrt((mean^2 + SD^2) /
+    (2 n)), exact whatever the inter-coil noise correlation (the SD alone overestimates
+    sigma by 36 % at rho = 0.4 over 8 coils; :mod:`studies.analysis.image_quality`). One
+    coil: SD / SD factor when the SD is known, otherwise mean / mean factor (both
+    :func:`studies.analysis.magnitude_noise_factors`).
+    """
     mean_f, sd_f = sa.magnitude_noise_factors(n_coils)
+    if n_coils > 1 and roi.get("sd") is not None and roi.get("mean") is not None:
+        second = float(roi["mean"]) ** 2 + float(roi["sd"]) ** 2
+        return math.sqrt(second / (2 * n_coils)), (
+            f"sqrt((mean^2 + SD^2)(background) / {2 * n_coils}) (exact for correlated coils)"
+        )
     if roi.get("sd") is not None:
         return float(roi["sd"]) / sd_f, f"SD(background) / {sd_f:.4f}"
     return float(roi["mean"]) / mean_f, f"mean(background) / {mean_f:.4f}"
@@ -778,26 +765,19 @@ def _bland_altman(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     ref = _reference(df, params)
     if ref is None:
         return _skip(section, "no reference arm among the arms read")
-    questions = _questions(df, ("number",))
-    if not questions:
+    if not _questions(df, ("number",)):
         return _skip(section, "no measurement (number) questions were answered")
-    for key, meta in questions:
-        q = df[df["question"] == key]
+    for key, meta, q, new in against_reference(df, ("number",), ref):
         reads = _measurements(q)
-        for new in _modalities(q):
-            if new == ref:
-                continue
-            _try(
-                section,
-                f"{key}/{new}",
-                lambda r=reads, n=new: sa.bland_altman(
-                    r, reference=ref, new=n, alpha=params["alpha"]
-                ),
-                question=key,
-                label=meta["label"],
-                reference=ref,
-                modality=new,
-            )
+        _try(
+            section,
+            f"{key}/{new}",
+            lambda r=reads, n=new: sa.bland_altman(r, reference=ref, new=n, alpha=params["alpha"]),
+            question=key,
+            label=meta["label"],
+            reference=ref,
+            modality=new,
+        )
     if not section["items"]:
         return _skip(section, "no measurement was made under the reference and another arm")
     return section
@@ -943,651 +923,3 @@ def compare_results(expected: Any, actual: Any, rel: float = 1e-9, path: str = "
             return []
         return [f"{path}: {expected!r} != {actual!r}"]
     return [] if expected == actual else [f"{path}: {expected!r} != {actual!r}"]
-
-
-# ---------------------------------------------------------------------------- figures
-
-
-def _svg(fig) -> str:
-    """The figure as an SVG data URI (text kept as text: smaller, selectable)."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "recontrial", "font.size": 9})
-    return plt
-
-
-def _forest(rows: list[tuple[str, float, float, float]], title: str, xlabel: str) -> str:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(rows) + 1.2))
-    y = np.arange(len(rows))[::-1]
-    for yi, (_label, est, lo, hi) in zip(y, rows, strict=True):
-        if np.isfinite(lo) and np.isfinite(hi):
-            ax.plot([lo, hi], [yi, yi], color="#1f4e9c", lw=1.5)
-        ax.plot([est], [yi], "s", color="#1f4e9c")
-    ax.set_yticks(y)
-    ax.set_yticklabels([r[0] for r in rows])
-    ax.axvline(0, color="#888", lw=0.8, ls=":")
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    return _svg(fig)
-
-
-def _ci(est: dict[str, Any]) -> tuple[float, float]:
-    ci = est.get("ci") or [None, None]
-    return tuple(math.nan if v is None else float(v) for v in ci)  # type: ignore[return-value]
-
-
-def _num(v: Any) -> float:
-    return math.nan if v is None else float(v)
-
-
-def _fig_inter_reader(section: dict[str, Any], reads, params) -> list[dict[str, str]]:
-    rows = []
-    for item in section["items"]:
-        lo, hi = _ci(item["result"])
-        rows.append(
-            (
-                f"{item['label']} [{item['modality']}] {item['coefficient']}",
-                _num(item["result"]["estimate"]),
-                lo,
-                hi,
-            )
-        )
-    if not rows:
-        return []
-    return [
-        {
-            "title": "Inter-reader agreement (forest plot)",
-            "src": _forest(rows, "Inter-reader agreement", "coefficient (95% CI)"),
-        }
-    ]
-
-
-def _fig_intra_reader(section: dict[str, Any], reads, params) -> list[dict[str, str]]:
-    rows = []
-    for item in section["items"]:
-        for est in item["result"]["pooled"]:
-            lo, hi = _ci(est)
-            mod = est["details"].get("modality_id")
-            rows.append((f"{item['label']} [{mod}]", _num(est["estimate"]), lo, hi))
-    if not rows:
-        return []
-    return [
-        {
-            "title": "Intra-reader agreement (forest plot)",
-            "src": _forest(rows, "Pooled intra-reader kappa", "kappa (95% CI)"),
-        }
-    ]
-
-
-def _fig_likert(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict[str, str]]:
-    plt = _plt()
-    first = _first_reads(reads)
-    figures = []
-    keys = list(dict.fromkeys(item["question"] for item in section["items"]))
-    for key in keys:
-        q = first[first["question"] == key]
-        label = next(i["label"] for i in section["items"] if i["question"] == key)
-        values = _numeric_value(q)
-        cats = _categories(q, key, "likert", params)
-        mods = _modalities(q)
-        fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(mods) + 1.3))
-        left = np.zeros(len(mods))
-        cmap = plt.get_cmap("RdYlGn", max(len(cats), 2))
-        for ci, cat in enumerate(cats):
-            share = np.array(
-                [
-                    float((values[q["modality_id"] == m] == cat).mean() * 100)
-                    if (q["modality_id"] == m).any()
-                    else 0.0
-                    for m in mods
-                ]
-            )
-            ax.barh(mods, share, left=left, color=cmap(ci), label=str(cat), edgecolor="white")
-            left += share
-        ax.set_xlim(0, 100)
-        ax.set_xlabel("% of reads")
-        ax.invert_yaxis()
-        ax.set_title(f"{label}: scores per arm")
-        ax.legend(
-            title="score",
-            ncol=len(cats),
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.35),
-            frameon=False,
-        )
-        figures.append({"title": f"Likert scores: {label}", "src": _svg(fig)})
-    return figures
-
-
-def _fig_interchangeability(section: dict[str, Any], reads, params) -> list[dict[str, str]]:
-    if not section["items"]:
-        return []
-    plt = _plt()
-    items = section["items"]
-    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(items) + 1.3))
-    y = np.arange(len(items))[::-1]
-    for yi, item in zip(y, items, strict=True):
-        r = item["result"]
-        lo, hi = _ci(r)
-        color = "#17803d" if r["interchangeable"] else "#b42318"
-        ax.plot([lo, hi], [yi, yi], color=color, lw=1.5)
-        ax.plot([_num(r["gamma"])], [yi], "o", color=color)
-    margin = items[0]["result"]["margin"]
-    ax.axvline(margin, color="#b42318", ls="--", lw=1, label=f"margin {margin:g}")
-    ax.axvline(0, color="#888", ls=":", lw=0.8)
-    ax.set_yticks(y)
-    ax.set_yticklabels([f"{i['label']} [{i['modality']} vs {i['reference']}]" for i in items])
-    ax.set_xlabel("gamma = A_CC - A_NC (95% CI)")
-    ax.set_title("Interchangeability: CI against the margin")
-    ax.legend(loc="lower right", frameon=False)
-    return [{"title": "Interchangeability", "src": _svg(fig)}]
-
-
-def empirical_roc(ratings: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FPR, TPR) of the empirical ROC curve over every distinct rating threshold."""
-    thresholds = np.unique(ratings)[::-1]
-    pos, neg = truth == 1, truth == 0
-    tpr = [0.0] + [float((ratings[pos] >= t).mean()) for t in thresholds]
-    fpr = [0.0] + [float((ratings[neg] >= t).mean()) for t in thresholds]
-    return np.array(fpr), np.array(tpr)
-
-
-def _fig_accuracy(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict[str, str]]:
-    plt = _plt()
-    first = _first_reads(reads)
-    figures = []
-    for item in section["items"]:
-        if item["analysis"] != "mrmc":
-            continue
-        key = item["question"]
-        q = first[(first["question"] == key) & first["truth"].notna()]
-        rating = roc_ratings(q, params).to_numpy(dtype=float)
-        truth = finding_calls(q)[1].to_numpy(dtype=int)
-        aucs = {
-            str(e["details"].get("modality_id", e["name"])): e["estimate"]
-            for e in item["result"]["random_readers_random_cases"]["modality_auc"]
-        }
-        fig, ax = plt.subplots(figsize=(4.8, 4.5))
-        mods = q["modality_id"].to_numpy()
-        for mod in _modalities(q):
-            sel = mods == mod
-            fpr, tpr = empirical_roc(rating[sel], truth[sel])
-            auc = aucs.get(mod)
-            ax.plot(fpr, tpr, marker=".", label=f"{mod}" + (f" (AUC {auc:.3f})" if auc else ""))
-        ax.plot([0, 1], [0, 1], color="#888", ls=":", lw=0.8)
-        ax.set_xlabel("1 - specificity")
-        ax.set_ylabel("sensitivity")
-        ax.set_title(f"ROC (pooled over readers): {item['label']}")
-        ax.legend(loc="lower right", frameon=False)
-        figures.append({"title": f"ROC curves: {item['label']}", "src": _svg(fig)})
-    return figures
-
-
-def _fig_image_quality(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict]:
-    table = image_quality_table(reads, params)
-    if table.empty:
-        return []
-    plt = _plt()
-    figures = []
-    for (measure, name), g in table.groupby(["measure", "name"], sort=True):
-        mods = _modalities(g)
-        fig, ax = plt.subplots(figsize=(5.5, 3.2))
-        ax.boxplot([g.loc[g["modality_id"] == m, "value"].to_numpy() for m in mods])
-        ax.set_xticks(range(1, len(mods) + 1))
-        ax.set_xticklabels(mods)
-        ax.set_ylabel(measure)
-        ax.set_title(f"{measure}: {name}")
-        figures.append({"title": f"{measure} box plot: {name}", "src": _svg(fig)})
-    return figures
-
-
-def _fig_bland_altman(section: dict[str, Any], reads: pd.DataFrame, params) -> list[dict]:
-    plt = _plt()
-    figures = []
-    for item in section["items"]:
-        q = reads[reads["question"] == item["question"]]
-        pairs = _measurement_pairs(q, item["reference"], item["modality"])
-        new = pairs[item["modality"]].to_numpy(dtype=float)
-        ref = pairs[item["reference"]].to_numpy(dtype=float)
-        r = item["result"]
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        ax.scatter((new + ref) / 2, new - ref, s=14, color="#1f4e9c")
-        ax.axhline(r["bias"], color="#1f4e9c", label=f"bias {r['bias']:.3g}")
-        for limit, ci in zip(r["loa"], (r["loa_lower_ci"], r["loa_upper_ci"]), strict=True):
-            ax.axhline(limit, color="#b42318", ls="--", lw=1)
-            ax.axhspan(ci[0], ci[1], color="#b42318", alpha=0.08, lw=0)
-        ax.set_xlabel("mean of the two arms")
-        ax.set_ylabel(f"{item['modality']} - {item['reference']}")
-        ax.set_title(f"Bland-Altman: {item['label']}")
-        ax.legend(loc="best", frameon=False)
-        figures.append({"title": f"Bland-Altman: {item['label']}", "src": _svg(fig)})
-    return figures
-
-
-def _fig_preference(section: dict[str, Any], reads, params) -> list[dict]:
-    """Stacked bars per reader (and pooled): share preferring A, equal, preferring B."""
-    plt = _plt()
-    figures = []
-    for item in section["items"]:
-        r = item["result"]
-        rows = [*r["per_reader"], {"reader_id": "all", **r}]
-        names = [str(row["reader_id"]) for row in rows]
-        a = np.array([row["proportion_a"] for row in rows], dtype=float)
-        e = np.array([row["proportion_equal"] for row in rows], dtype=float)
-        b = np.array([row["proportion_b"] for row in rows], dtype=float)
-        fig, ax = plt.subplots(figsize=(5.5, 0.5 + 0.35 * len(rows)))
-        ax.barh(names, a, color="#1f4e9c", label=f"prefers {item['arm_a']}")
-        ax.barh(names, e, left=a, color="#b8c2cc", label="equal")
-        ax.barh(names, b, left=a + e, color="#b42318", label=f"prefers {item['arm_b']}")
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("proportion of side-by-side reads")
-        ax.invert_yaxis()
-        ax.legend(loc="lower right", frameon=False, fontsize=7)
-        title = f"Preference: {item['label']} ({item['arm_a']} vs {item['arm_b']})"
-        ax.set_title(title)
-        figures.append({"title": title, "src": _svg(fig)})
-    return figures
-
-
-FIGURES = {
-    "inter_reader": _fig_inter_reader,
-    "intra_reader": _fig_intra_reader,
-    "likert": _fig_likert,
-    "interchangeability": _fig_interchangeability,
-    "accuracy": _fig_accuracy,
-    "image_quality": _fig_image_quality,
-    "bland_altman": _fig_bland_altman,
-    "preference": _fig_preference,
-}
-
-
-def make_figures(reads: pd.DataFrame, results: dict[str, Any]) -> dict[str, list[dict]]:
-    """{analysis: [{title, src (SVG data URI)}]} for every analysis that was run."""
-    params = results["parameters"]
-    single = single_arm_reads(reads)
-    out: dict[str, list[dict]] = {}
-    for name, section in results["analyses"].items():
-        if section["status"] == "done" and name in FIGURES:
-            source = reads if name in PAIRED_ANALYSES else single
-            out[name] = FIGURES[name](section, source, params)
-    return out
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-def _f(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "–"
-        if v != 0 and abs(v) < 10 ** (-digits):
-            return f"{v:.2e}"
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def _fci(est: dict[str, Any]) -> str:
-    lo, hi = _ci(est)
-    return f"{_f(lo)} to {_f(hi)}"
-
-
-def _table(caption: str, headers: list[str], rows: list[list[str]]) -> dict[str, Any]:
-    return {"caption": caption, "headers": headers, "rows": rows}
-
-
-def _range(pair: list[Any]) -> str:
-    return f"{_f(pair[0])} to {_f(pair[1])}"
-
-
-def _tables_inter_reader(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i in items:
-        r = i["result"]
-        rows.append(
-            [i["label"], i["modality"], i["coefficient"], _f(r["estimate"]), _fci(r)]
-            + [_f(r["p_value"]), _f(r["n"])]
-        )
-    headers = ["Question", "Arm", "Coefficient", "Estimate", "95% CI", "p", "n"]
-    return [_table("Agreement coefficients per question and arm (first reads)", headers, rows)]
-
-
-def _tables_intra_reader(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i in items:
-        for e in i["result"]["per_reader"]:
-            reader = f"reader {e['details']['reader_id']}"
-            mod = e["details"]["modality_id"]
-            rows.append([i["label"], mod, reader, _f(e["estimate"]), _fci(e), _f(e["n"])])
-        for e in i["result"]["pooled"]:
-            mod = e["details"]["modality_id"]
-            rows.append([i["label"], mod, "pooled", _f(e["estimate"]), _fci(e), _f(e["n"])])
-    headers = ["Question", "Arm", "Reader", "Kappa", "95% CI", "n"]
-    return [_table("Intra-reader kappa, read 1 vs read 2", headers, rows)]
-
-
-def _tables_likert(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i in items:
-        r = i["result"]
-        model = r.get("ordinal_model") or {}
-        diagnostic = "; ".join(f"{d['name']}: {_f(d['estimate'])}" for d in r["diagnostic"])
-        rows.append(
-            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["pooled"]["estimate"])]
-            + [_f(r["pooled"]["p_value"]), _f(i.get("p_holm"))]
-            + [_f(model.get("details", {}).get("odds_ratio")), diagnostic]
-        )
-    headers = ["Question", "Comparison", "Effect (rank-biserial)", "p", "p (Holm)"]
-    headers += ["Odds ratio (ordinal model)", "Proportion diagnostic"]
-    return [_table("Paired comparison against the reference arm", headers, rows)]
-
-
-def _tables_interchangeability(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i in items:
-        r = i["result"]
-        rows.append(
-            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["a_cc"]), _f(r["a_nc"])]
-            + [_f(r["gamma"]), _fci(r), _f(r["margin"]), _f(r["interchangeable"])]
-        )
-    headers = ["Finding", "Comparison", "A_CC", "A_NC", "gamma", "95% CI", "Margin"]
-    headers += ["Interchangeable"]
-    return [_table("Individual equivalence index (excess disagreement)", headers, rows)]
-
-
-def _tables_accuracy(items: list[dict]) -> list[dict[str, Any]]:
-    tables = []
-    shown = ("sensitivity", "specificity", "accuracy")
-    for i in items:
-        r = i["result"]
-        if i["analysis"] == "accuracy":
-            rows = []
-            for e in r["estimates"]:
-                d = e["details"]
-                if d["metric"] in shown:
-                    count = f"{d['numerator']}/{d['denominator']}"
-                    rows.append(
-                        [str(d["modality_id"]), str(d["reader_id"]), d["metric"]]
-                        + [_f(e["estimate"]), _fci(e), count]
-                    )
-            headers = ["Arm", "Reader", "Metric", "Estimate", "95% CI", "k/n"]
-            caption = f"{i['label']}: accuracy against the reference standard"
-            tables.append(_table(caption, headers, rows))
-        else:
-            rr = r["random_readers_random_cases"]
-            rows = [[e["name"], _f(e["estimate"]), _fci(e), ""] for e in rr["modality_auc"]]
-            rows += [
-                [e["name"], _f(e["estimate"]), _fci(e), _f(e["p_value"])] for e in rr["differences"]
-            ]
-            caption = (
-                f"{i['label']}: MRMC AUC (Obuchowski-Rockette, random readers and cases; "
-                f"F = {_f(rr['statistic'])}, p = {_f(rr['p_value'])})"
-            )
-            tables.append(_table(caption, ["AUC / difference", "Estimate", "95% CI", "p"], rows))
-    return tables
-
-
-def _tables_image_quality(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    compared = []
-    for i in items:
-        r = i["result"]
-        if i.get("comparison"):
-            compared.append(
-                [i["measure"], i["name"], f"{i['modality']} vs {i['reference']}"]
-                + [_f(r["n_cases"]), _f(r["median_new"]), _f(r["median_reference"])]
-                + [_f(r["hodges_lehmann"]), _f(r["p_value"])]
-            )
-            continue
-        rows.append(
-            [i["measure"], i["name"], i["modality"], _f(r["n"]), _f(r["median"])]
-            + [_range([r["q1"], r["q3"]]), _f(r["mean"]), "; ".join(r["warnings"])]
-        )
-    headers = ["Measure", "ROI", "Arm", "n", "Median", "IQR", "Mean", "Note"]
-    tables = [_table("SNR / CNR per arm", headers, rows)]
-    if compared:
-        headers = ["Measure", "ROI", "Comparison", "Cases", "Median", "Median ref."]
-        headers += ["HL shift", "Wilcoxon p"]
-        tables.append(_table("SNR / CNR between arms (per-case means)", headers, compared))
-    return tables
-
-
-def _tables_bland_altman(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i in items:
-        r = i["result"]
-        rows.append(
-            [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["n_pairs"])]
-            + [_f(r["n_cases"]), _f(r["bias"]), _range(r["bias_ci"]), _range(r["loa"])]
-            + [_range(r["loa_lower_ci"]), _range(r["loa_upper_ci"])]
-        )
-    headers = ["Measurement", "Comparison", "Pairs", "Cases", "Bias", "Bias CI", "LoA"]
-    headers += ["Lower LoA CI", "Upper LoA CI"]
-    return [_table("Bland-Altman agreement of measurements", headers, rows)]
-
-
-def _tables_preference(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i in items:
-        r = i["result"]
-        for row in [*r["per_reader"], {"reader_id": "all readers", **r}]:
-            rows.append(
-                [i["label"], f"{i['arm_a']} vs {i['arm_b']}", str(row["reader_id"])]
-                + [_f(row["prefer_a"]), _f(row["equal"]), _f(row["prefer_b"])]
-                + [_f(row["p_a_among_decided"]), _f(row["p_value"])]
-            )
-        rows[-1][6] += f" ({_range(r['pooled_ci'])})"
-    headers = ["Question", "A vs B", "Reader", "Prefer A", "Equal", "Prefer B"]
-    headers += ["A among decided (CI)", "Sign test p"]
-    return [_table("Side-by-side preference", headers, rows)]
-
-
-def _tables_scan_time(items: list[dict]) -> list[dict[str, Any]]:
-    rows = []
-    for i in items:
-        r = i["result"]
-        rows.append(
-            [i["modality"], i["reference"], _f(r["reference_s"], 1), _f(r["new_s"], 1)]
-            + [f"{_f(r['reduction_percent'], 1)} %", f"{_f(r['speedup'], 2)}x"]
-        )
-    headers = ["Arm", "Reference", "TA reference (s)", "TA (s)", "Reduction", "Speed-up"]
-    return [_table("Acquisition time from the arms' protocols", headers, rows)]
-
-
-TABLES: dict[str, Callable[[list[dict]], list[dict[str, Any]]]] = {
-    "inter_reader": _tables_inter_reader,
-    "intra_reader": _tables_intra_reader,
-    "likert": _tables_likert,
-    "interchangeability": _tables_interchangeability,
-    "accuracy": _tables_accuracy,
-    "image_quality": _tables_image_quality,
-    "bland_altman": _tables_bland_altman,
-    "preference": _tables_preference,
-    "scan_time": _tables_scan_time,
-}
-
-
-# ------------------------------------------------------------------------------- HTML
-
-REPORT_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>
-body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; color: #1c2430;
-       margin: 1.5cm; }
-h1 { font-size: 16pt; } h2 { font-size: 13pt; border-bottom: 1px solid #ccd; margin-top: 1.4em; }
-table { border-collapse: collapse; margin: .6em 0; width: 100%; }
-th, td { border-bottom: 1px solid #dde; padding: 3px 6px; text-align: left; font-size: 9pt; }
-caption { text-align: left; font-weight: bold; padding: 4px 0; }
-.figure img { max-width: 100%; } .figure { page-break-inside: avoid; margin: .6em 0; }
-.skipped { color: #8a5a00; } .muted { color: #667; font-size: 9pt; }
-@page { size: A4; margin: 1.2cm; }
-</style></head>
-<body>
-{{ body }}
-</body></html>
-"""
-
-BODY_TEMPLATE = """<div class="analysis-report">
-<h1>{{ title }}</h1>
-<p class="muted">{{ subtitle }}</p>
-<table class="summary"><tbody>
-{% for k, v in summary %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}
-</tbody></table>
-<p class="muted">Parameters: {{ parameters }}</p>
-{% for s in sections %}
-<section class="analysis" id="analysis-{{ s.name }}">
-<h2>{{ s.title }}</h2>
-{% if s.status == "skipped" %}<p class="skipped">Skipped: {{ s.reason }}.</p>{% else %}
-{% for t in s.tables %}<table><caption>{{ t.caption }}</caption>
-<thead><tr>{% for h in t.headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in t.rows %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
-</tbody></table>{% endfor %}
-{% for f in s.figures %}
-<div class="figure"><img src="{{ f.src }}" alt="{{ f.title }}"></div>
-{% endfor %}
-{% if s.note %}<p class="muted">{{ s.note }}</p>{% endif %}
-{% for m in s.methods %}<p class="muted">Method: {{ m }}</p>{% endfor %}
-{% for k in s.skipped %}<p class="skipped">Not computed ({{ k.id }}): {{ k.reason }}</p>{% endfor %}
-{% for w in s.warnings %}<p class="skipped">Warning: {{ w }}</p>{% endfor %}
-{% endif %}
-</section>
-{% endfor %}
-</div>
-"""
-
-
-def _methods_and_warnings(section: dict[str, Any]) -> tuple[list[str], list[str]]:
-    methods: list[str] = []
-    warnings: list[str] = []
-    for item in section["items"]:
-        result = item["result"]
-        if isinstance(result, dict):
-            if result.get("method") and result["method"] not in methods:
-                methods.append(result["method"])
-            for w in result.get("warnings") or []:
-                text = f"{item['id']}: {w}"
-                if text not in warnings:
-                    warnings.append(text)
-    return methods, warnings
-
-
-def render_body(results: dict[str, Any], figures: dict[str, list[dict]], title: str) -> str:
-    """The report's HTML fragment (headings, tables, figures), autoescaped."""
-    from jinja2 import Environment
-
-    env = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    s = results["summary"]
-    sections = []
-    for name, section in results["analyses"].items():
-        methods, warnings = _methods_and_warnings(section)
-        sections.append(
-            {
-                "name": name,
-                "title": section["title"],
-                "status": section["status"],
-                "reason": section["reason"],
-                "tables": TABLES[name](section["items"]) if section["status"] == "done" else [],
-                "figures": figures.get(name, []),
-                "note": section.get("note", ""),
-                "methods": methods,
-                "warnings": warnings,
-                "skipped": section["skipped"],
-            }
-        )
-    summary = [
-        ("Readers", s["n_readers"]),
-        ("Cases", s["n_cases"]),
-        ("Patients", s["n_patients"]),
-        ("Arms", ", ".join(s["modalities"])),
-        ("Reference arm", s["reference"] or "none"),
-        ("Questions", s["n_questions"]),
-        ("Reads (rows, first reads)", f"{s['n_rows']}, {s['n_first_reads']}"),
-    ]
-    params = {k: v for k, v in results["parameters"].items() if k not in ("analyses",)}
-    return env.from_string(BODY_TEMPLATE).render(
-        title=title,
-        subtitle="Computed with studies.analysis; every number is reproduced by the bundle.",
-        summary=summary,
-        parameters=json.dumps(params, sort_keys=True),
-        sections=sections,
-    )
-
-
-def render_html(body: str, title: str) -> str:
-    """A standalone HTML document around ``body`` (styles inline, figures embedded)."""
-    from jinja2 import Environment
-    from markupsafe import Markup
-
-    env = Environment(autoescape=True)
-    return env.from_string(REPORT_TEMPLATE).render(title=title, body=Markup(body))
-
-
-def render_pdf(html: str) -> bytes:
-    """The report as PDF (WeasyPrint; its per-page progress log is kept at WARNING)."""
-    import logging
-
-    from weasyprint import HTML
-
-    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
-
-    return HTML(string=html).write_pdf()
-
-
-def write_report(
-    csv_text: str,
-    params: dict[str, Any],
-    out_dir: str | Path,
-    title: str,
-    progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
-    """Compute and write the whole report for the reads CSV ``csv_text`` into ``out_dir``.
-
-    Writes reads.csv, parameters.json, results.json, report_body.html, report.html,
-    report.pdf and bundle.zip; returns the results dict. ``progress(fraction, message)``
-    is called as analyses finish (0-0.85 for the analyses, the rest for figures and files).
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reads.csv").write_text(csv_text, encoding="utf-8")
-    reads = load_reads(out / "reads.csv")
-    params = normalise_parameters(params)
-
-    def scaled(fraction: float, message: str) -> None:
-        if progress:
-            progress(0.85 * fraction, message)
-
-    results = compute_results(reads, params, scaled)
-    (out / "parameters.json").write_text(json.dumps(params, indent=2, sort_keys=True))
-    (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
-    if progress:
-        progress(0.87, "Drawing the figures")
-    figures = make_figures(reads, results)
-    body = render_body(results, figures, title)
-    html = render_html(body, title)
-    (out / "report_body.html").write_text(body, encoding="utf-8")
-    (out / "report.html").write_text(html, encoding="utf-8")
-    if progress:
-        progress(0.93, "Writing the PDF")
-    (out / "report.pdf").write_bytes(render_pdf(html))
-    from studies.bundle import build_bundle
-
-    build_bundle(out, title)
-    return results
