@@ -1,5 +1,5 @@
 """Command line: ``python -m recon_engine COMMAND`` (simulate, undersample, reconstruct,
-super-resolve, evaluate, methods, train).
+super-resolve, evaluate, methods, train, fidelity).
 
 Every failure caused by bad input (files, parameters, shapes) prints one line
 ``error: ...`` to stderr and exits with status 2; no tracebacks.
@@ -287,9 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_methods)
 
+    from recon_engine.dl.site_models import add_site_model_parsers
     from recon_engine.dl.train import add_train_parser
+    from recon_engine.fidelity.cli import add_fidelity_parser
 
     add_train_parser(sub)
+    add_fidelity_parser(sub)
+    add_site_model_parsers(sub)
     return parser
 
 

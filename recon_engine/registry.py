@@ -231,6 +231,20 @@ def _load_all() -> None:
     for module in pkgutil.iter_modules(methods.__path__):
         importlib.import_module(f"{methods.__name__}.{module.name}")
     _LOADED = True
+    refresh_external_methods()
+
+
+def refresh_external_methods() -> list[str]:
+    """(Re-)register the site's external models found on ``RECON_MODEL_PATH``.
+
+    Called when the registry first loads, and again after a model is added or removed so
+    a long-running process sees it. Returns the external method names now registered.
+    """
+    from recon_engine.dl.external import METHOD_PREFIX, register_external_models
+
+    for name in [n for n in _REGISTRY if n.startswith(METHOD_PREFIX)]:
+        del _REGISTRY[name]
+    return register_external_models(register)
 
 
 def all_methods() -> list[MethodSpec]:
