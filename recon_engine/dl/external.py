@@ -78,6 +78,34 @@ def validate_card(card: dict, name: str) -> None:
         raise ParameterError(f"model card for {name!r}: sha256 must be 64 hex digits")
 
 
+def build_card(
+    fmt: str,
+    path: Path,
+    title: str,
+    description: str,
+    training_data: str = "",
+    intended_use: str = "",
+    coils: int | None = None,
+    matrix: tuple[int, int] | None = None,
+) -> dict:
+    """The model card of the model file at ``path`` (sha256 computed from the file)."""
+    card = {
+        "format": fmt,
+        "io": IO_CONTRACT,
+        "weights": path.name,
+        "sha256": sha256_file(path),
+        "title": title,
+        "description": description,
+        "training_data": training_data,
+        "intended_use": intended_use,
+    }
+    if coils:
+        card["coils"] = int(coils)
+    if matrix:
+        card["matrix"] = [int(matrix[0]), int(matrix[1])]
+    return card
+
+
 def external_cards() -> dict[str, tuple[dict, Path]]:
     """``{name: (card, model file)}`` of every external model card on the search path.
 
@@ -163,6 +191,16 @@ def _runner(name: str, path: str, sha256: str, fmt: str, device: str):
     return cls(Path(path), torch.device(device))
 
 
+def open_model(name: str, card: dict, path: Path, device: torch.device | str = "cpu"):
+    """The loaded model (``callable(kspace, mask) -> image``) after checking card and sha256."""
+    try:
+        validate_card(card, name)
+    except ParameterError as exc:
+        raise ReconError(str(exc)) from None
+    _verified_file(name, card, path)
+    return _runner(name, str(path), card["sha256"], card["format"], str(torch.device(device)))
+
+
 def load_external(name: str, device: torch.device | str = "cpu"):
     """``(callable(kspace, mask) -> image, card)`` for the external model ``name``."""
     cards = external_cards()
@@ -172,13 +210,31 @@ def load_external(name: str, device: torch.device | str = "cpu"):
             "RECON_MODEL_PATH directory"
         )
     card, path = cards[name]
-    try:
-        validate_card(card, name)
-    except ParameterError as exc:
-        raise ReconError(str(exc)) from None
-    _verified_file(name, card, path)
-    runner = _runner(name, str(path), card["sha256"], card["format"], str(torch.device(device)))
-    return runner, card
+    return open_model(name, card, path, device), card
+
+
+def check_model(name: str, card: dict, path: Path) -> None:
+    """Run a model once on synthetic k-space of its declared size (default 8 coils, 64²).
+
+    Raises :class:`ReconError` if it can't load, breaks the contract or fails.
+    """
+    from recon_engine.sampling import make_mask
+
+    model = open_model(name, card, path)
+    h, w = card.get("matrix") or (64, 64)
+    coils = int(card.get("coils") or 8)
+    generator = torch.Generator().manual_seed(0)
+    kspace = torch.randn((1, coils, h, w), dtype=torch.complex64, generator=generator)
+    mask = make_mask("equispaced", (h, w), 2, center_fraction=0.25).mask
+    _apply(model, kspace * mask, mask, name)
+
+
+def _apply(model, kspace: torch.Tensor, mask: torch.Tensor, name: str) -> torch.Tensor:
+    """One batch through the model under the contract: ``(B, H, W)`` float32 image."""
+    b, _, h, w = kspace.shape
+    mask = mask.expand(b, 1, mask.shape[-2], w).to(torch.float32)
+    out = model(torch.view_as_real((kspace * mask).to(torch.complex64)).contiguous(), mask)
+    return _as_image(out, b, h, w, name)
 
 
 def _as_image(out, batch: int, h: int, w: int, name: str) -> torch.Tensor:
@@ -219,11 +275,9 @@ def run_external(name: str, data: ReconInput, params: dict) -> ReconOutput:
             f"matrix; this k-space is {h}x{w}"
         )
     images = []
-    for b0, b1, kb, mb in slice_batches(data, params["batch_size"], timer):
-        mask = mb.expand(b1 - b0, 1, mb.shape[-2], w).to(torch.float32)
+    for _, _, kb, mb in slice_batches(data, params["batch_size"], timer):
         with timer("network"):
-            out = model(torch.view_as_real((kb * mask).to(torch.complex64)).contiguous(), mask)
-        images.append(_as_image(out, b1 - b0, h, w, name).cpu())
+            images.append(_apply(model, kb, mb, name).cpu())
     return ReconOutput(
         image=torch.cat(images),
         timings=timer.timings,

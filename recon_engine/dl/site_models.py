@@ -53,22 +53,9 @@ def _refuse_existing(directory: Path, name: str) -> None:
         raise ParameterError(f"a model called {name!r} already exists in {directory}")
 
 
-def smoke_test(name: str, coils: int, matrix: tuple[int, int]) -> None:
-    """Run the registered external model once on synthetic k-space (ReconError if it fails)."""
-    from recon_engine.dl.external import run_external
-    from recon_engine.registry import ReconInput
-    from recon_engine.sampling import make_mask
-
-    h, w = matrix
-    generator = torch.Generator().manual_seed(0)
-    kspace = torch.randn((1, coils, h, w), dtype=torch.complex64, generator=generator)
-    mask = make_mask("equispaced", (h, w), 2, center_fraction=0.25).mask
-    run_external(name, ReconInput(kspace=kspace * mask, mask=mask), {"batch_size": 1})
-
-
 def register_model(args: argparse.Namespace) -> dict:
     """Copy the model, write its card, prove it runs; remove both again if it doesn't."""
-    from recon_engine.dl.external import validate_card
+    from recon_engine.dl.external import build_card, check_model
     from recon_engine.registry import refresh_external_methods
 
     source = Path(args.file)
@@ -79,36 +66,24 @@ def register_model(args: argparse.Namespace) -> dict:
     suffix = ".onnx" if args.format == "onnx" else ".pt"
     target = directory / f"{args.name}{suffix}"
     shutil.copyfile(source, target)
-    card = {
-        "format": args.format,
-        "io": "kspace-mask-v1",
-        "weights": target.name,
-        "sha256": sha256_file(target),
-        "title": args.title,
-        "description": args.description,
-        "training_data": args.training_data,
-        "intended_use": args.intended_use,
-    }
-    if args.coils:
-        card["coils"] = args.coils
-    if args.matrix:
-        card["matrix"] = list(args.matrix)
+    card = build_card(
+        args.format,
+        target,
+        args.title,
+        args.description,
+        args.training_data,
+        args.intended_use,
+        args.coils,
+        args.matrix,
+    )
     card_path = directory / f"{args.name}.json"
     try:
-        validate_card(card, args.name)
-        card_path.write_text(json.dumps(card, indent=2, sort_keys=True))
-        previous = os.environ.get("RECON_MODEL_PATH", "")
-        os.environ["RECON_MODEL_PATH"] = os.pathsep.join([str(directory), previous])
-        try:
-            refresh_external_methods()
-            smoke_test(args.name, args.coils or 8, tuple(args.matrix or (64, 64)))
-        finally:
-            os.environ["RECON_MODEL_PATH"] = previous
-            refresh_external_methods()
+        check_model(args.name, card, target)
     except (ParameterError, ReconError):
-        card_path.unlink(missing_ok=True)
         target.unlink(missing_ok=True)
         raise
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True))
+    refresh_external_methods()
     return {"method": f"ext_{args.name}", "card": str(card_path), "sha256": card["sha256"]}
 
 
