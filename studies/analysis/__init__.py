@@ -44,6 +44,7 @@ from .interchangeability import InterchangeabilityResult, interchangeability
 from .likert import LikertResult, likert_comparison, rank_biserial
 from .mrmc import MRMCResult, mrmc_or
 from .noninferiority import NonInferiorityResult, clustered_mcnemar, noninferiority_gee
+from .ordinal_mixed import OrdinalMixedResult, cumulative_logit_mixed, ordinal_mixed
 from .planning import (
     VAN_DYKE_COMPONENTS,
     InterchangeabilityPlan,
@@ -67,6 +68,9 @@ __all__ = [
     "InterchangeabilityPlan",
     "KrippendorffResult",
     "NonInferiorityResult",
+    "OrdinalMixedResult",
+    "cumulative_logit_mixed",
+    "ordinal_mixed",
     "clustered_mcnemar",
     "noninferiority_gee",
     "friedman_test",
