@@ -201,3 +201,12 @@ def test_demo_protocols_use_no_demonstration_method() -> None:
     labels = {name: label for _, group in method_choices() for name, label in group}
     assert "demonstration only" in labels["automap"]
     assert "demonstration only" not in labels["varnet"]
+
+
+def test_varnet_residual_map_is_described_by_its_card() -> None:
+    check = _card("varnet")["dc_residual_check"]
+    rho = check["test"]["spearman"]
+    assert ("does not localise errors" in check["statement"]) == (rho < calibration.LOCALISES_RHO)
+    assert check["statement"] in get_method("varnet").description
+    assert "zero by construction" in get_method("deep_cascade").description
+    assert "zero by construction" in get_method("kspace_net").description
