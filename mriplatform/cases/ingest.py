@@ -71,6 +71,7 @@ DICOM_ERRORS = (
     struct.error,
     RecursionError,
 )
+REAL_KINDS = "biuf"  # numpy dtype kinds of real numbers (bool, ints, floats)
 MAX_SUMMARY_TEXT = 64  # vendor, model, body part as shown in the summary
 MAX_HEADER_BYTES = 16 * 1024**2  # an ISMRMRD XML header is a few kB
 MAX_SLICE_BYTES = 1024**3  # one k-space slice (C, H, W) complex64; fastMRI's are ~10 MB
@@ -816,7 +817,25 @@ def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
                 f"{name}: mask has {declared} entries but k-space has {width} "
                 "phase-encode columns (last axis)"
             )
+        if h5["mask"].dtype.kind not in REAL_KINDS:
+            raise IngestError(f"{name}: mask must be numeric, found {h5['mask'].dtype}")
         mask = np.asarray(h5["mask"][()]).reshape(-1)
+        if not np.isfinite(mask).all():
+            raise IngestError(f"{name}: mask contains NaN or infinite values")
+    for key in ("reconstruction_rss", "reconstruction_esc"):
+        reference = h5.get(key)
+        if reference is None:
+            continue
+        if (
+            not isinstance(reference, h5py.Dataset)
+            or reference.dtype.kind not in REAL_KINDS
+            or reference.ndim != 3
+            or reference.shape[0] != kspace.shape[0]
+        ):
+            raise IngestError(
+                f"{name}: '{key}' must be a real (slices, H, W) image stack with "
+                f"{kspace.shape[0]} slices"
+            )
     try:
         # Every slice is read (one block of chunks at a time): the data must really be in
         # the file and finite everywhere, not only in the slices a spot check would see.
@@ -852,8 +871,10 @@ def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
     acquisition = h5.attrs.get("acquisition")
     if acquisition is not None:
         summary["acquisition"] = (
-            acquisition.decode() if isinstance(acquisition, bytes) else str(acquisition)
-        )
+            acquisition.decode(errors="replace")
+            if isinstance(acquisition, bytes)
+            else str(acquisition)
+        )[:MAX_SUMMARY_TEXT]
     if root is not None:
         summary.update(header_summary(root))
     return summary

@@ -294,3 +294,25 @@ def h5_ismrmrd_nan(rng: random.Random) -> bytes:
             row["data"][rng.randrange(row["data"].size)] = rng.choice([np.nan, np.inf])
             table[index] = row
         return path.read_bytes()
+
+
+def h5_bad_companion(rng: random.Random) -> bytes:
+    """A valid k-space beside a mask or reference image of the wrong type or shape."""
+    kspace = random_kspace((3, 2, 16, 12), rng.randrange(1000))
+    choice = rng.randrange(5)
+
+    def build(h5):
+        h5["kspace"] = kspace
+        if choice == 0:
+            h5.create_dataset("mask", data=np.array([b"1"] * 12))
+        elif choice == 1:
+            h5.create_dataset("mask", data=np.full(12, np.nan, np.float32))
+        elif choice == 2:
+            refs = np.array([h5["kspace"].ref] * 3, dtype=h5py.ref_dtype)
+            h5.create_dataset("reconstruction_rss", data=refs)
+        elif choice == 3:
+            h5.create_dataset("reconstruction_rss", data=np.zeros((2, 8, 8), np.float32))
+        else:
+            h5.create_dataset("reconstruction_esc", data=np.array(["x"] * 3, dtype="O"))
+
+    return h5_bytes(build)

@@ -113,6 +113,7 @@ def _file_classes(stored: Callable[[], str]) -> dict[str, tuple[int, Callable]]:
         "h5-huge-slice": (4, lambda rng: [("k.h5", hostile.h5_huge_slice(rng))]),
         "h5-nan-slice": (8, lambda rng: [("k.h5", hostile.h5_nan_slice(rng))]),
         "h5-ismrmrd-grid": (2, lambda rng: [("k.h5", hostile.h5_ismrmrd_grid_bomb())]),
+        "h5-bad-companion": (6, lambda rng: [("k.h5", hostile.h5_bad_companion(rng))]),
         "h5-ismrmrd-nan": (4, lambda rng: [("k.h5", hostile.h5_ismrmrd_nan(rng))]),
         "h5-ismrmrd-corruption": (
             8,
@@ -339,6 +340,6 @@ def test_fuzz_hostile_uploads(make_user, media_root, record_property):
     for (kind, status), n in sorted(by_kind.items()):
         print(f"  {kind:26s} {status}xx: {n}")
     record_property("fuzz_counts", summary)
-    assert counts["inputs"] == 254
+    assert counts["inputs"] == 260
     assert counts["4xx"] >= counts["inputs"] // 2  # the suite does exercise refusals
     assert not failures, "\n".join(failures)

@@ -432,3 +432,16 @@ def test_migration_clears_impossible_field_strengths_already_stored(site_admin):
         editor.add_constraint(Case, constraint)
     kept = [Case.objects.get(pk=case.pk).field_strength_t for case in cases]
     assert kept == [1.5, None, 0.35, None, None, None, None, None, None]
+
+
+def test_fastmri_companions_of_the_wrong_type_refused(admin_client, media_root):
+    """A string or NaN mask, object references or a wrong-sized reference image would be
+    copied into the stored file and break every job that reads it."""
+    rng = random.Random(3)
+    phrases = ("mask must be numeric", "mask contains NaN", "image stack with 3 slices")
+    for _ in range(8):
+        response = post_form(admin_client, "k.h5", hostile.h5_bad_companion(rng))
+        assert response.status_code == 400
+        errors = " ".join(response.json()["errors"]["files"])
+        assert any(phrase in errors for phrase in phrases), errors
+    assert_nothing_stored(media_root)
