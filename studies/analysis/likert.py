@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,11 +169,34 @@ def likert_comparison(
     )
 
 
+def proportional_odds_fit(
+    endog: pd.Series, exog: pd.DataFrame, groups: np.ndarray | None = None
+) -> tuple[Any, float]:
+    """Cumulative-logit (proportional-odds) fit by Newton-Raphson (statsmodels
+    OrderedModel), cluster-robust by ``groups`` when given; returns (fit, largest absolute
+    score component). BFGS alone stopped with score components ~1e-3 (beta off from R's
+    ``ordinal::clm`` by up to 1e-4 and dependent on reader labels); Newton reaches ~0, with
+    a BFGS start only when Newton alone does not."""
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    model = OrderedModel(endog, exog, distr="logit")
+    cov = {} if groups is None else {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(method="newton", disp=False, maxiter=200, tol=1e-12, **cov)
+        score = float(np.abs(model.score(fit.params)).max())
+        if not np.isfinite(score) or score > 1e-6:
+            start = model.fit(method="bfgs", disp=False, maxiter=2000).params
+            fit = model.fit(
+                start_params=start, method="newton", disp=False, maxiter=200, tol=1e-12, **cov
+            )
+            score = float(np.abs(model.score(fit.params)).max())
+    return fit, score
+
+
 def _ordinal_model(
     paired: pd.DataFrame, reference: str, new: str, alpha: float, warn: list[str]
 ) -> Estimate | None:
-    from statsmodels.miscmodels.ordinal_model import OrderedModel
-
     long = paired.stack().rename("score").reset_index()
     long = long[long["modality_id"].isin([reference, new])]
     levels = np.sort(long["score"].unique())
@@ -184,21 +208,8 @@ def _ordinal_model(
     exog = pd.concat([exog, readers.astype(float).reset_index(drop=True)], axis=1)
     endog = pd.Series(pd.Categorical(long["score"], categories=levels, ordered=True))
     groups = pd.factorize(long["case_id"])[0]
-    model = OrderedModel(endog, exog, distr="logit")
-    cov = {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Newton-Raphson on the analytic score: BFGS stopped with score components ~1e-3
-            # (beta off from ordinal::clm by up to 1e-4 and dependent on reader labels).
-            fit = model.fit(method="newton", disp=False, maxiter=200, tol=1e-12, **cov)
-            score = float(np.abs(model.score(fit.params)).max())
-            if not np.isfinite(score) or score > 1e-6:
-                start = model.fit(method="bfgs", disp=False, maxiter=2000).params
-                fit = model.fit(
-                    start_params=start, method="newton", disp=False, maxiter=200, tol=1e-12, **cov
-                )
-                score = float(np.abs(model.score(fit.params)).max())
+        fit, score = proportional_odds_fit(endog, exog, groups)
     except (np.linalg.LinAlgError, ValueError) as exc:
         warn.append(f"ordinal model failed: {exc}")
         return None

@@ -288,3 +288,29 @@ def test_ordinal_model_with_two_levels_equals_logistic_regression():
         disp=False, tol=1e-12
     )
     assert res.estimate == pytest.approx(logit.params["new"], abs=1e-8)
+
+
+def test_proportional_odds_fit_matches_clm_on_the_wine_data():
+    """R ordinal::clm(rating ~ temp + contact, data = wine) (Christensen, clm article and
+    ?clm): tempwarm 2.5031 (SE 0.5287), contactyes 1.5278 (SE 0.4766), thresholds -1.3444,
+    1.2508, 3.4669, 5.0064."""
+    from studies.analysis.likert import proportional_odds_fit
+
+    from .reference_data import DATA
+
+    wine = pd.read_csv(DATA / "wine.csv", comment="#")
+    exog = pd.DataFrame(
+        {
+            "tempwarm": (wine.temp == "warm").astype(float),
+            "contactyes": (wine.contact == "yes").astype(float),
+        }
+    )
+    endog = pd.Series(pd.Categorical(wine.rating, categories=[1, 2, 3, 4, 5], ordered=True))
+    fit, score = proportional_odds_fit(endog, exog)
+    assert score < 1e-6
+    assert fit.params["tempwarm"] == pytest.approx(2.5031, abs=5e-5)
+    assert fit.params["contactyes"] == pytest.approx(1.5278, abs=5e-5)
+    assert fit.bse["tempwarm"] == pytest.approx(0.5287, abs=5e-4)
+    assert fit.bse["contactyes"] == pytest.approx(0.4766, abs=5e-4)
+    cuts = fit.model.transform_threshold_params(fit.params)[1:-1]
+    assert cuts == pytest.approx([-1.3444, 1.2508, 3.4669, 5.0064], abs=5e-5)
