@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 import pydicom
@@ -51,6 +53,8 @@ DISPLAY_P995 = 3000.0
 DISPLAY_MAX = 65535
 CONTENT_TYPE = 'multipart/related; type="application/dicom"; boundary={boundary}'
 BLOB_CACHE_BYTES = 128 * 1024 * 1024
+
+logger = logging.getLogger(__name__)
 
 SEQUENCE_TYPES = ("PD", "PD-FS", "T1", "T2")
 
@@ -271,6 +275,25 @@ def blinded_series(series_pk: int) -> BlindedSeries:
     return _remember(series_pk, found)
 
 
+def build_study_display(study_id: int) -> int:
+    """Blind and store every series the reads of study ``study_id`` show (those already
+    stored are left); returns how many series it holds. A series that cannot be blinded is
+    logged and left to its first request, which answers the reader with a clear error."""
+    from studies.models import ReadItem
+
+    reads = ReadItem.objects.filter(session__study_id=study_id)
+    wanted = set(reads.exclude(image_series=None).values_list("image_series_id", flat=True))
+    wanted |= set(
+        reads.exclude(second_image_series=None).values_list("second_image_series_id", flat=True)
+    )
+    for series_pk in sorted(wanted):
+        try:
+            blinded_series(series_pk)
+        except (Http404, OSError, ValueError) as exc:
+            logger.error("series %s could not be blinded for display: %s", series_pk, exc)
+    return len(wanted)
+
+
 class _BytesLRU:
     """A thread-safe LRU of bytes bounded by their total size (a per-process read cache of
     stored blobs; the storage stays the source of truth)."""
@@ -328,16 +351,29 @@ def _write_uids(buffer: bytearray, shift: int, part: list, uids: dict[str, bytes
         buffer[offset - shift : offset - shift + UID_LENGTH] = uids[label]
 
 
-def reader_series(image_set: ImageSet) -> tuple[bytes, str, str]:
-    """(body, content type, ETag) of the whole image set for its reader: the multipart/related
-    body of every blinded instance in anatomical order with the reader's UIDs."""
+def _with_reader_uids(blob: bytes, parts: list, uids: dict[str, bytes]) -> Iterator[bytes]:
+    """The stored body in pieces, each placeholder UID replaced by the reader's (same length):
+    the pixel data are sliced from the stored bytes, never patched in a copy."""
+    view = memoryview(blob)
+    position = 0
+    for part in parts:
+        for offset, label in sorted(part[2]):
+            yield view[position:offset]
+            yield uids[label]
+            position = offset + UID_LENGTH
+    yield view[position:]
+
+
+def reader_series(image_set: ImageSet) -> tuple[Iterator[bytes], int, str, str]:
+    """(body pieces, length in bytes, content type, ETag) of the whole image set for its
+    reader: the multipart/related body of every blinded instance in anatomical order with
+    the reader's UIDs."""
     blinded = blinded_series(image_set.series_id)
-    buffer = bytearray(_blob(blinded))
+    blob = _blob(blinded)
     uids = _reader_uids(image_set, len(blinded.parts))
-    for part in blinded.parts:
-        _write_uids(buffer, 0, part, uids)
     content_type = CONTENT_TYPE.format(boundary=blinded.boundary)
-    return bytes(buffer), content_type, etag(image_set, blinded)
+    pieces = _with_reader_uids(blob, blinded.parts, uids)
+    return pieces, len(blob), content_type, etag(image_set, blinded)
 
 
 def reader_instance(image_set: ImageSet, index: int) -> tuple[bytes, str]:

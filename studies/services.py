@@ -6,6 +6,7 @@ Views stay thin and call these. Every function that depends on the time takes ``
 from __future__ import annotations
 
 import itertools
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,8 @@ from studies.models import (
     new_alias,
 )
 from studies.questions import missing_required, questions_for, validate_answer
+
+logger = logging.getLogger(__name__)
 
 # Stream tag for the per-reader plan generator (arm rotation and repeat subset); session
 # orders use [seed, reader.pk, session_index] with session_index < 2**20, so no clash.
@@ -245,7 +248,20 @@ def open_study(study: Study, user, now: datetime | None = None) -> Study:
     study.opened = now
     study.save(update_fields=["status", "opened"])
     record(user, "study.open", study, details={"readers": len(readers)})
+    study_pk = study.pk
+    transaction.on_commit(lambda: _prepare_display(study_pk))
     return study
+
+
+def _prepare_display(study_id: int) -> None:
+    """Ask a worker to blind and store the opened study's image sets now, so no reader waits
+    for it on a first request; a broker outage only defers it to those first requests."""
+    from studies.tasks import build_blinded_display
+
+    try:
+        build_blinded_display.delay(study_id)
+    except Exception:  # kombu/redis/OS errors: whatever the broker transport raises
+        logger.warning("could not queue the blinded display of study %s", study_id, exc_info=True)
 
 
 def _next_session(session: ReadingSession) -> ReadingSession | None:

@@ -20,6 +20,20 @@ def run_analysis(run_id: int) -> str:
 
 
 @shared_task(
+    name="studies.build_blinded_display",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=3600,
+    time_limit=3600 + 300,
+)
+def build_blinded_display(study_id: int) -> int:
+    """Blind and store every image set of study ``study_id`` (idempotent); how many."""
+    from studies import display
+
+    return display.build_study_display(study_id)
+
+
+@shared_task(
     bind=True,
     name="studies.open_when_reconstructed",
     acks_late=True,

@@ -13,7 +13,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -230,10 +230,17 @@ def series(request: HttpRequest, token: str) -> HttpResponse:
     response (as DICOMweb WADO-RS returns a series), instances in anatomical order."""
     image_set = reading.resolve_token(request.user, token)
     try:
-        body, content_type, tag = display.reader_series(image_set)
+        pieces, length, content_type, tag = display.reader_series(image_set)
     except (BlindingError, OSError, ValueError) as exc:
         return _unavailable(image_set, exc)
-    return _image_response(body, content_type, tag, request)
+    if request.headers.get("If-None-Match") == tag:
+        return _image_response(b"", content_type, tag, request)
+    response = StreamingHttpResponse(pieces, content_type=content_type)
+    response["Content-Length"] = str(length)
+    response["ETag"] = tag
+    response["Cache-Control"] = IMAGE_CACHE_CONTROL
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @require_GET

@@ -150,11 +150,12 @@ def _harvest(client: Client, item: ReadItem, secrets: set[str]) -> list[pydicom.
         response = client.get(url)
         assert response.status_code == 200
         _check_headers(response, secrets, "image")
-        _check_text(response.content.decode("latin-1"), secrets, f"DICOM bytes {url}")
+        body = response.getvalue()
+        _check_text(body.decode("latin-1"), secrets, f"DICOM bytes {url}")
         if "/read/s/" in url:
-            datasets += _multipart_parts(response)
+            datasets += _multipart_parts(response["Content-Type"], body)
         else:
-            datasets.append(response.content)
+            datasets.append(body)
     for data in datasets:
         ds = pydicom.dcmread(io.BytesIO(data))
         for element in ds.iterall():
@@ -167,12 +168,12 @@ def _harvest(client: Client, item: ReadItem, secrets: set[str]) -> list[pydicom.
     return served
 
 
-def _multipart_parts(response) -> list[bytes]:
+def _multipart_parts(content_type: str, body: bytes) -> list[bytes]:
     """The bodies of a multipart/related response (standard library MIME parser)."""
     import email.parser
     import email.policy
 
-    raw = f"Content-Type: {response['Content-Type']}\r\n\r\n".encode() + response.content
+    raw = f"Content-Type: {content_type}\r\n\r\n".encode() + body
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
     return [part.get_payload(decode=True) for part in message.iter_parts()]
 

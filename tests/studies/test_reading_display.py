@@ -126,3 +126,39 @@ def test_image_failures_are_logged_and_bad_reports_refused(client, imaged_study,
     client.force_login(other)
     response = client.post(url, json.dumps(report), content_type="application/json")
     assert response.status_code == 404
+
+
+def test_opening_a_study_queues_its_display_build_which_blinds_each_series_once(
+    build_study, monkeypatch, django_capture_on_commit_callbacks, client
+):
+    """Opening queues the build (after commit); the build stores every shown series once, so
+    a reader's first request serves the stored copy."""
+    from mriplatform.cases.models import Series
+    from studies import tasks
+    from studies.display import build_study_display
+    from studies.models import BlindedSeries, ReadItem
+    from studies.services import open_study
+    from tests.studies.imaging import imaged_reconstruction
+
+    study, arms, cases, (reader, _) = build_study(
+        n_cases=2, n_arms=2, n_readers=2, reconstruct=False
+    )
+    for sc in cases:
+        raw = Series.objects.get(case=sc.case, kind="fastmri_h5")
+        for arm in arms:
+            imaged_reconstruction(raw, arm.protocol, n_slices=3, size=32)
+    queued = []
+    monkeypatch.setattr(tasks.build_blinded_display, "delay", queued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        open_study(study, study.coordinator)
+    assert queued == [study.pk]
+    assert build_study_display(study.pk) == 4
+    stored = {b.series_id: b.blob.name for b in BlindedSeries.objects.all()}
+    assert len(stored) == 4
+    assert build_study_display(study.pk) == 4  # idempotent: nothing rebuilt
+    assert {b.series_id: b.blob.name for b in BlindedSeries.objects.all()} == stored
+    item = ReadItem.objects.filter(reader=reader, session__index=0).first()
+    client.force_login(reader)
+    config = client.get(reverse("reading:read", args=[item.alias])).context["config"]
+    assert client.get(config["series"][0]).status_code == 200
+    assert BlindedSeries.objects.count() == 4

@@ -305,7 +305,9 @@ def _multipart_instances(response) -> list[pydicom.Dataset]:
     import email.policy
 
     content_type = response["Content-Type"]
-    raw = f"Content-Type: {content_type}\r\n\r\n".encode() + response.content
+    body = response.getvalue()
+    assert int(response["Content-Length"]) == len(body)
+    raw = f"Content-Type: {content_type}\r\n\r\n".encode() + body
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
     assert message.is_multipart() and message.get_content_type() == "multipart/related"
     assert message.get_param("type") == "application/dicom"
