@@ -105,3 +105,19 @@ def test_who_may_plan(client, site):
         assert client.get(url).status_code == 404
     client.logout()
     assert client.get(url).status_code == 302
+
+
+def test_plan_sample_size_command_prints_the_demo_pilot_table(site):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    call_command("plan_sample_size", str(site["pilot"].pk), stdout=out)
+    text = out.getvalue()
+    for question in planning_service.pilot_questions(site["pilot"]):
+        assert text.count(f"{question}: ") == 1
+    assert "cases RRRC (power)" in text and "3 readers x 12 cases" in text
+    with pytest.raises(CommandError, match="no closed study"):
+        call_command("plan_sample_size", str(site["target"].pk))
