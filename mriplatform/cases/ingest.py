@@ -53,7 +53,7 @@ RATIO_FREE_BYTES = 64 * 1024  # tiny members may compress better than MAX_ZIP_RA
 INFLATE_BLOCK_BYTES = 64 * 1024
 MAX_PROBLEMS_SHOWN = 5
 MAX_SEQUENCE_DEPTH = 16  # DICOM sequences nest a few levels; hostile files nest hundreds
-MAX_DICOM_PIXEL_BYTES = 1024**3  # decoded pixels of one instance (as float64)
+MAX_DICOM_PIXEL_BYTES = 1024**3  # decoded pixels of one instance
 # What pydicom raises on hostile bytes. It parses lazily and converts each value on first
 # access, so any of these can surface long after dcmread returned.
 DICOM_ERRORS = (
@@ -362,6 +362,16 @@ def _safe_member_name(name: str) -> bool:
     return ".." not in parts and ".." not in name.replace("\\", "/").split("/")
 
 
+def _declared_member_count(data: bytes) -> int:
+    """Total entries the zip's end-of-central-directory record declares (APPNOTE 4.3.16);
+    0 when there is none (zipfile then refuses the archive). A ZIP64 archive, which
+    declares 0xFFFF here, counts as that many."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or len(data) < end + 22:
+        return 0
+    return struct.unpack("<H", data[end + 10 : end + 12])[0]
+
+
 def _inflate(
     archive: zipfile.ZipFile, member: zipfile.ZipInfo, archive_name: str, total: int, budget: int
 ) -> tuple[int, list[bytes]]:
@@ -413,6 +423,13 @@ def extract_zip(
     inflated (a crafted archive can lie about sizes). Folders, macOS resource forks and
     DICOMDIR index files are skipped.
     """
+    declared_entries = _declared_member_count(data)
+    if declared_entries > 2 * max_members:  # files and the folders that hold them
+        # Checked on the end record, before zipfile builds an object per directory entry.
+        raise IngestError(
+            f"{archive_name}: {declared_entries} entries in the archive, more than the "
+            f"limit of {2 * max_members} files and folders"
+        )
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, struct.error) as exc:
@@ -541,8 +558,12 @@ def _pixel_problems(ds: Dataset) -> list[str]:
         if int(ds.get("PixelRepresentation", 0) or 0) not in (0, 1):
             problems.append("PixelRepresentation must be 0 or 1")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames <= 0 or rows * columns * frames * 8 > MAX_DICOM_PIXEL_BYTES:
-        problems.append(f"{frames} frame(s) of {rows} x {columns} exceed the size limit")
+    item_bytes = max(int(ds.get("BitsAllocated", 16) or 16), 8) // 8
+    if frames <= 0 or rows * columns * frames * item_bytes > MAX_DICOM_PIXEL_BYTES:
+        problems.append(
+            f"{frames} frame(s) of {rows} x {columns} exceed the limit of "
+            f"{MAX_DICOM_PIXEL_BYTES // 1024**2} MiB of pixels per instance"
+        )
     return problems
 
 

@@ -5,9 +5,9 @@ and through the REST API, new case and added series alike.
 
 For every input: no 5xx; a refused input (4xx) changes no database row and leaves no file;
 an accepted one (2xx) adds exactly one series whose files are all it stores. After the
-run: the case list page, the API case list and the QA preview of every stored slice still
-answer 200, and every stored file belongs to a series. The counts are printed (run with
-``-s``) and recorded as the test's ``fuzz_counts`` property.
+run: the case list page, the API case list, every case and series page and the QA preview
+of every stored slice still answer 200, and every stored file belongs to a series. The
+counts are printed (run with ``-s``) and recorded as the test's ``fuzz_counts`` property.
 """
 
 from __future__ import annotations
@@ -320,7 +320,10 @@ def test_fuzz_hostile_uploads(make_user, media_root, record_property):
     # Healthy after: the pages everyone reads, and the preview of every stored slice.
     assert sender.browser.get(reverse("cases:list")).status_code == 200
     assert sender.api.get("/api/cases/").status_code == 200
+    for case in Case.objects.all():
+        assert sender.browser.get(reverse("cases:detail", args=[case.pk])).status_code == 200
     for series in Series.objects.all():
+        assert sender.browser.get(reverse("cases:series", args=[series.uuid])).status_code == 200
         for index in range(series.n_slices or 0):
             status = sender.browser.get(reverse("cases:slice", args=[series.uuid, index]))
             if status.status_code != 200:

@@ -445,3 +445,14 @@ def test_fastmri_companions_of_the_wrong_type_refused(admin_client, media_root):
         errors = " ".join(response.json()["errors"]["files"])
         assert any(phrase in errors for phrase in phrases), errors
     assert_nothing_stored(media_root)
+
+
+def test_zip_entry_count_checked_on_the_end_record_first(monkeypatch):
+    """The count comes from the end-of-central-directory record, before zipfile parses a
+    single directory entry (a 4 GiB central directory would be millions of objects)."""
+    data = hostile.zipped([(f"IM{i}.dcm", b"x") for i in range(30)])
+    opened = []
+    monkeypatch.setattr(ingest.zipfile, "ZipFile", lambda *a, **k: opened.append(a))
+    with pytest.raises(ingest.IngestError, match="30 entries in the archive, more than"):
+        ingest.extract_zip(data, "z.zip", max_members=10)
+    assert opened == []
