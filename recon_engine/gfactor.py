@@ -21,16 +21,29 @@ import torch
 from recon_engine.linalg import hpd_inverse
 from recon_engine.operators import check_kspace, check_mask, check_sensitivities
 from recon_engine.registry import ParameterError, ReconError, ReconInput, get_method
-from recon_engine.sense import UniformPattern, _regularised_gram, unfolding_system
+from recon_engine.sense import (
+    UniformPattern,
+    _exact_gram,
+    _exact_regularisation,
+    _regularised_gram,
+    aliasing_operator,
+    exact_rows_per_block,
+    unfolding_system,
+)
 
 __all__ = ["GFactorResult", "pseudo_replica_gfactor", "sense_gfactor"]
 
 
-def sense_gfactor(sens: torch.Tensor, acceleration: int, lamda: float = 0.0) -> torch.Tensor:
+def sense_gfactor(
+    sens: torch.Tensor, acceleration: int, lamda: float = 0.0, offset: int = 0
+) -> torch.Tensor:
     """Analytic SENSE g-factor ``(S, H, W)`` for uniform ``R`` along W (0 where no coil signal).
 
     sens: ``(S, C, H, W)`` coil sensitivities (white noise assumed). ``lamda`` as in
-    :func:`recon_engine.sense.sense_unfold`. The offset of the lattice does not matter.
+    :func:`recon_engine.sense.sense_unfold`. When ``R`` divides ``W`` the offset of the
+    lattice does not matter; otherwise the lattice ``offset, offset + R, ...`` is used with
+    the exact aliasing operator, and ``R`` in ``g = SD_acc / (SD_full sqrt(R))`` is the
+    effective ``W / n`` of its ``n`` lines.
     """
     if sens.ndim != 4 or not sens.is_complex():
         raise ReconError(f"sensitivities must be complex (S, C, H, W), got {tuple(sens.shape)}")
@@ -39,6 +52,8 @@ def sense_gfactor(sens: torch.Tensor, acceleration: int, lamda: float = 0.0) -> 
     r = int(acceleration)
     if r < 1:
         raise ParameterError(f"acceleration must be >= 1, got {acceleration}")
+    if w % r:
+        return _exact_gfactor(sens, UniformPattern(r, int(offset) % r), lamda)
     e, _ = unfolding_system(sens.to(torch.complex64), UniformPattern(r, 0))
     e = e.to(torch.complex128)
     gram, amat = _regularised_gram(e, lamda)
@@ -50,6 +65,31 @@ def sense_gfactor(sens: torch.Tensor, acceleration: int, lamda: float = 0.0) -> 
     g = torch.sqrt((var_acc * power).clamp_min(0) / r)
     g = torch.where(power > 1e-12 * power.amax(), g, torch.zeros_like(g))
     return g.permute(0, 1, 3, 2).reshape(s, h, w).to(torch.float32)
+
+
+def _exact_gfactor(sens: torch.Tensor, pattern: UniformPattern, lamda: float) -> torch.Tensor:
+    """g-factor of :func:`recon_engine.sense.sense_unfold_exact`: per readout row the noise
+    covariance is ``A^-1 G A^-1`` (unit k-space noise, ``G = E^H E``, ``A = G + lamda I``);
+    this is ``(S, H, W)`` float32 with zeros where no coil has signal."""
+    s, c, h, w = sens.shape
+    kmat = aliasing_operator(w, pattern, sens.device)
+    lam = _exact_regularisation(sens, kmat, lamda)
+    r_eff = w / float(pattern.line_mask(w).sum())
+    eye = torch.eye(w, dtype=torch.complex128, device=sens.device)
+    var_acc = torch.empty((s, h, w), dtype=torch.float64, device=sens.device)
+    step = exact_rows_per_block(s, w)
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        lam_b = lam[:, None, None]
+        ainv = hpd_inverse(_exact_gram(sens[:, :, r0:r1], kmat) + lam_b[..., None] * eye)
+        # A^-1 G A^-1 = A^-1 - lamda A^-2 (G = A - lamda I), and A^-1 is Hermitian
+        var_acc[:, r0:r1] = torch.diagonal(ainv, dim1=-2, dim2=-1).real - lam_b * (
+            ainv.abs() ** 2
+        ).sum(dim=-1)
+    power = (sens.abs() ** 2).sum(dim=1).to(torch.float64)
+    g = torch.sqrt((var_acc * power).clamp_min(0) / r_eff)
+    g = torch.where(power > 1e-12 * power.amax(), g, torch.zeros_like(g))
+    return g.to(torch.float32)
 
 
 @dataclass

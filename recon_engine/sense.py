@@ -1,11 +1,14 @@
 """SENSE reconstruction (Pruessmann et al., MRM 1999 and 2001), batched over slices.
 
 * :func:`sense_unfold` - Cartesian SENSE for uniform undersampling (every ``R``-th
-  phase-encode line): the zero-filled coil images are aliased copies ``W / R`` apart,
-  so each aliased pixel is a ``C x R`` least-squares problem. All groups of all
-  slices are solved at once as one batched ``R x R`` system (optionally Tikhonov
-  regularised). Extra ACS lines are not used for unfolding (as in mSENSE / ASSET):
-  only the uniform lattice enters the model, which keeps the aliasing exact.
+  phase-encode line): when ``R`` divides ``W`` the zero-filled coil images are aliased
+  copies ``W / R`` apart, so each aliased pixel is a ``C x R`` least-squares problem. All
+  groups of all slices are solved at once as one batched ``R x R`` system (optionally
+  Tikhonov regularised). When ``R`` does not divide ``W`` (``R = 3`` on 256 lines, the
+  literature's standard example) the lattice's point-spread function is not a set of
+  ``R`` deltas, so :func:`sense_unfold_exact` solves each readout row with the exact
+  ``W x W`` aliasing operator ``K = F^H M F`` instead. Extra ACS lines are not used for
+  unfolding (as in mSENSE / ASSET): only the uniform lattice enters the model.
 * :func:`cg_sense` - iterative SENSE for any sampling: conjugate gradients on
   ``(A^H A + lamda I) x = A^H y`` with :class:`recon_engine.operators.SenseOperator`.
 
@@ -41,7 +44,9 @@ __all__ = [
     "UniformPattern",
     "cg_sense",
     "run_batched",
+    "aliasing_operator",
     "sense_unfold",
+    "sense_unfold_exact",
     "uniform_pattern",
     "unfolding_system",
 ]
@@ -159,6 +164,8 @@ def sense_unfold(
     s, c, h, w = kspace.shape
     pattern = uniform_pattern(mask, w, acceleration)
     sens = sens.to(kspace.device, kspace.dtype).expand(s, -1, -1, -1)
+    if w % pattern.acceleration:
+        return sense_unfold_exact(kspace, sens, pattern, lamda)
     e, _ = unfolding_system(sens, pattern)
     aliased = ifftc(kspace * pattern.line_mask(w, kspace.device))
     wr = w // pattern.acceleration
@@ -168,6 +175,75 @@ def sense_unfold(
     x = solve_hpd(amat.to(torch.complex128), rhs.to(torch.complex128)).to(kspace.dtype)
     x = x.squeeze(-1)  # (S, H, W/R, R)
     return x.permute(0, 1, 3, 2).reshape(s, h, w)
+
+
+def aliasing_operator(w: int, pattern: UniformPattern, device=None) -> torch.Tensor:
+    """``K`` ``(W, W)`` complex128: the zero-filled image of the lattice is ``K @ x`` along W.
+
+    ``K = F^H M F`` (centred orthonormal DFT ``F``, lattice mask ``M``) is built column by
+    column from the engine's own FFTs, so its conventions are exact by construction. It is
+    circulant; its diagonal is ``n / W`` (``n`` sampled lines).
+    """
+    eye = torch.eye(w, dtype=torch.complex128, device=device)
+    line = pattern.line_mask(w, eye.device)[0, 0, 0].to(torch.float64)
+    return ifftc(line[:, None] * fftc(eye, dims=(0,)), dims=(0,))
+
+
+def _exact_regularisation(sens: torch.Tensor, kmat: torch.Tensor, lamda: float) -> torch.Tensor:
+    """``lamda_eff`` per slice ``(S,)``: ``(lamda + 1e-6)`` times the mean diagonal of
+    ``E^H E`` over the slice (the same scaling as the ``R x R`` unfolding)."""
+    power = (sens.abs() ** 2).sum(dim=1).to(torch.float64)  # (S, H, W)
+    scale = (kmat.diagonal().real.mean() * power.mean(dim=(-2, -1))).clamp_min(1e-30)
+    return (lamda + 1e-6) * scale
+
+
+def _exact_gram(sens_rows: torch.Tensor, kmat: torch.Tensor) -> torch.Tensor:
+    """``E^H E`` ``(S, h, W, W)`` of readout rows ``sens_rows`` ``(S, C, h, W)``:
+    ``G[y, z] = K[y, z] sum_c conj(s_c(y)) s_c(z)``."""
+    s128 = sens_rows.to(torch.complex128)
+    return torch.einsum("schy,schz->shyz", s128.conj(), s128) * kmat
+
+
+# readout rows per exact solve: keeps the (S, rows, W, W) complex128 systems near 64 MiB
+_EXACT_BLOCK_BYTES = 64 * 2**20
+
+
+def exact_rows_per_block(s: int, w: int) -> int:
+    """Readout rows solved at once by the exact unfolding of ``s`` slices of width ``w``."""
+    return max(1, _EXACT_BLOCK_BYTES // (3 * 16 * s * w * w))
+
+
+def sense_unfold_exact(
+    kspace: torch.Tensor, sens: torch.Tensor, pattern: UniformPattern, lamda: float = 0.0
+) -> torch.Tensor:
+    """Cartesian SENSE image ``(S, H, W)`` with the exact aliasing operator, for any ``W``.
+
+    Each readout row is the ``W``-unknown least-squares problem
+    ``min sum_c ||M F (s_c x) - y_c||^2 + lamda_eff ||x||^2``, solved through its normal
+    equations ``(sum_c S_c^H K S_c + lamda_eff I) x = sum_c S_c^H F^H M y_c`` (Cholesky).
+    For ``R`` dividing ``W`` this equals the ``R x R`` unfolding of :func:`sense_unfold`;
+    it is what makes ``R = 3`` on 256 lines exact. kspace ``(S, C, H, W)``; sens
+    ``(S, C, H, W)``; lamda as in :func:`sense_unfold`.
+    """
+    s, c, h, w = kspace.shape
+    if pattern.acceleration > c:
+        raise ReconError(
+            f"acceleration R={pattern.acceleration} exceeds the number of coils C={c}: SENSE "
+            "unfolding is underdetermined (needs R <= C)"
+        )
+    sens = sens.to(kspace.device, kspace.dtype).expand(s, -1, -1, -1)
+    kmat = aliasing_operator(w, pattern, kspace.device)
+    aliased = ifftc(kspace * pattern.line_mask(w, kspace.device))
+    rhs = (sens.conj() * aliased).sum(dim=1).to(torch.complex128)  # (S, H, W)
+    lam = _exact_regularisation(sens, kmat, lamda)
+    eye = torch.eye(w, dtype=torch.complex128, device=kspace.device)
+    out = torch.empty((s, h, w), dtype=kspace.dtype, device=kspace.device)
+    step = exact_rows_per_block(s, w)
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        amat = _exact_gram(sens[:, :, r0:r1], kmat) + lam[:, None, None, None] * eye
+        out[:, r0:r1] = solve_hpd(amat, rhs[:, r0:r1, :, None])[..., 0].to(kspace.dtype)
+    return out
 
 
 def cg_sense(

@@ -19,14 +19,24 @@ def run(data: ReconInput, params: dict) -> ReconOutput:
 
     def solve(ksp, sens, mask):
         if params["g_factor"]:
-            gmaps.append(sense_gfactor(sens, pattern.acceleration, lamda).cpu())
+            gmaps.append(sense_gfactor(sens, pattern.acceleration, lamda, pattern.offset).cpu())
         return sense_unfold(ksp, sens, mask, pattern.acceleration, lamda)
 
     out = run_batched(data, params, solve, "sense_unfold")
     if gmaps:
         out.maps["g_factor"] = torch.cat(gmaps)
+    unfolding = (
+        "pixelwise R x R (R divides the phase-encode lines)"
+        if w % pattern.acceleration == 0
+        else "exact aliasing operator per readout row (R does not divide the phase-encode lines)"
+    )
     out.info.update(
-        {"acceleration": pattern.acceleration, "offset": pattern.offset, "lambda": lamda}
+        {
+            "acceleration": pattern.acceleration,
+            "offset": pattern.offset,
+            "lambda": lamda,
+            "unfolding": unfolding,
+        }
     )
     return out
 
@@ -40,8 +50,10 @@ SPEC = register(
             "Sensitivity encoding: uniformly undersampled (every R-th phase-encode line) "
             "coil images are aliased R times; each aliased pixel is unfolded by least "
             "squares with the coil sensitivities (ESPIRiT or ACS estimates, or supplied "
-            "maps). Extra ACS lines are used for calibration only. Returns the analytic "
-            "g-factor map. Needs R <= number of coils."
+            "maps). When R does not divide the number of lines (R=3 on 256) each readout "
+            "row is solved with the exact aliasing operator of the sampled lines instead "
+            "(same model, slower). Extra ACS lines are used for calibration only. Returns "
+            "the analytic g-factor map. Needs R <= number of coils."
         ),
         run=run,
         params=(
