@@ -123,8 +123,21 @@ def compute_plan(
         "components": components.to_dict(),
         "fewest_reads": best,
         "method": rrrc.method,
-        "warnings": sorted(set(rrrc.warnings) - {w for w in rrrc.warnings if "readers:" in w}),
+        "warnings": _plan_warnings(rows, rrrc.warnings),
     }
+
+
+def _plan_warnings(rows: list[dict[str, Any]], warnings: list[str]) -> list[str]:
+    """The components' warnings once, and one line for the reader counts whose power is
+    out of reach (instead of one per reader count)."""
+    out = [w for w in warnings if "readers:" not in w and "cannot reach" not in w]
+    unreachable = [str(r["readers"]) for r in rows if r["cases_rrrc"] is None]
+    if unreachable:
+        out.append(
+            f"with {', '.join(unreachable)} readers the power is out of reach for random "
+            "readers whatever the number of cases (reader variability dominates): add readers"
+        )
+    return out
 
 
 def plan_study(
