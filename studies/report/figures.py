@@ -247,6 +247,16 @@ def _fig_bland_altman(section: dict[str, Any], reads: pd.DataFrame, params) -> l
         for limit, ci in zip(r["loa"], (r["loa_lower_ci"], r["loa_upper_ci"]), strict=True):
             ax.axhline(limit, color="#b42318", ls="--", lw=1)
             ax.axhspan(ci[0], ci[1], color="#b42318", alpha=0.08, lw=0)
+        trend = r.get("proportional_bias") or {}
+        if trend.get("slope") is not None and len(new):
+            xs = np.linspace(float(((new + ref) / 2).min()), float(((new + ref) / 2).max()), 2)
+            ax.plot(
+                xs,
+                trend["intercept"] + trend["slope"] * xs,
+                color="#6b7280",
+                lw=1,
+                label=f"proportional bias: slope {trend['slope']:.3g} (p {trend['p_value']:.2g})",
+            )
         ax.set_xlabel("mean of the two arms")
         ax.set_ylabel(f"{item['modality']} - {item['reference']}")
         ax.set_title(f"Bland-Altman: {item['label']}")

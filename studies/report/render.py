@@ -164,10 +164,17 @@ def _tables_bland_altman(items: list[dict]) -> list[dict[str, Any]]:
             [i["label"], f"{i['modality']} vs {i['reference']}", _f(r["n_pairs"])]
             + [_f(r["n_cases"]), _f(r["bias"]), _range(r["bias_ci"]), _range(r["loa"])]
             + [_range(r["loa_lower_ci"]), _range(r["loa_upper_ci"])]
+            + [_slope(r.get("proportional_bias") or {})]
         )
     headers = ["Measurement", "Comparison", "Pairs", "Cases", "Bias", "Bias CI", "LoA"]
-    headers += ["Lower LoA CI", "Upper LoA CI"]
+    headers += ["Lower LoA CI", "Upper LoA CI", "Proportional bias (slope, p)"]
     return [_table("Bland-Altman agreement of measurements", headers, rows)]
+
+
+def _slope(trend: dict[str, Any]) -> str:
+    if trend.get("slope") is None:
+        return "–"
+    return f"{_f(trend['slope'])} (p {_f(trend['p_value'])})"
 
 
 def _tables_preference(items: list[dict]) -> list[dict[str, Any]]:
