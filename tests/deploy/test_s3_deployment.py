@@ -28,6 +28,7 @@ import boto3
 import pydicom
 import pytest
 import requests
+from celery import Celery
 from django.conf import settings
 from django.db import connection
 
@@ -36,6 +37,7 @@ from mriplatform.cases.models import Case, Instance, Series
 from studies.models import AnalysisRun, Question
 from tests.conftest import _database_url_for
 from tests.factories import PASSWORD, InstitutionFactory, ProtocolFactory, UserFactory
+from tests.studies.test_analysis_views import form_data
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -44,7 +46,7 @@ ACCESS_KEY = "e2e-access-key"
 SECRET_KEY = "e2e-secret-key"
 REGION = "us-east-1"
 SCANNER_AET = "E2E_SCANNER"
-STARTUP_TIMEOUT_S = 90.0
+STARTUP_TIMEOUT_S = 150.0  # four Django processes at once on a loaded 2-core CI machine
 
 
 def free_port() -> int:
@@ -108,6 +110,7 @@ class Deployment:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.secret_key = secrets.token_urlsafe(50)
+        self.broker = deployment_broker_url()
 
     def var_dir(self, name: str) -> Path:
         return self.base / name / "var"
@@ -135,6 +138,8 @@ class Deployment:
             AWS_ACCESS_KEY_ID=ACCESS_KEY,
             AWS_SECRET_ACCESS_KEY=SECRET_KEY,
             AWS_DEFAULT_REGION=REGION,
+            CELERY_BROKER_URL=self.broker,
+            CELERY_RESULT_BACKEND=self.broker,
         )
         return env
 
@@ -173,6 +178,17 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def deployment_broker_url() -> str:
+    """The configured Redis broker with the lowest bit of its database number flipped
+    (4 <-> 5, 15 -> 14): the session's own test worker (tests/conftest.py) listens on the
+    same queue names and must not take this deployment's tasks, nor it theirs."""
+    url = settings.CELERY_BROKER_URL
+    match = re.fullmatch(r"(redis://[^/]+)/(\d+)", url)
+    if match is None:
+        pytest.fail(f"this test needs a Redis broker URL with a database number, not {url!r}")
+    return f"{match.group(1)}/{int(match.group(2)) ^ 1}"
 
 
 def worker_queues() -> tuple[str, str]:
@@ -302,12 +318,17 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
         center_fraction=0.25,
     )
 
-    from mriplatform.celery import app
-
     deployment = Deployment(tmp_path / "machines", s3_endpoint, bucket)
     web_port, dicom_port = free_port(), free_port()
     web = f"http://127.0.0.1:{web_port}"
     recon_queue, other_queues = worker_queues()
+    # Celery prefers the CELERY_BROKER_URL variable (this test's own broker) to broker=,
+    # but not to explicit read/write URLs.
+    control = Celery("deployment-test")
+    control.conf.broker_read_url = control.conf.broker_write_url = deployment.broker
+    with control.connection_for_write() as conn:  # tasks a killed earlier run left queued
+        for queue in [recon_queue, *other_queues.split(",")]:
+            conn.default_channel.queue_purge(queue)
     try:
         deployment.start(
             "web",
@@ -326,11 +347,14 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
 
         def ready() -> bool:
             deployment.check_alive()
-            replies = app.control.ping(destination=hosts, timeout=1.0) or []
+            replies = control.control.ping(destination=hosts, timeout=1.0) or []
             answered = {name for reply in replies for name in reply}
             return set(hosts) <= answered and port_open(dicom_port) and port_open(web_port)
 
-        wait_until(ready, STARTUP_TIMEOUT_S, "processes start", interval=0.5)
+        try:
+            wait_until(ready, STARTUP_TIMEOUT_S, "processes start", interval=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{deployment.tails()}") from None
 
         # Upload: the site administrator sends raw k-space through the REST API.
         api = requests.Session()
@@ -446,23 +470,36 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
         submitted = browser.post(f"{web}{config['submitUrl']}", headers=headers, timeout=30)
         assert submitted.status_code == 200 and submitted.json()["submitted"], submitted.text
 
-        # Closed for analysis; the analysis runs on the other worker, the web serves it.
+        # Closed for analysis; the statistician starts a run on the web, the other worker
+        # computes it, the web serves it.
         services.close_study(study, coordinator, "end-to-end deployment check")
-        run = analysis_service.start_analysis(Study.objects.get(pk=study.pk), statistician, {})
+        stats = login(web, statistician.username)
+        form_url = f"{web}/studies/{study.pk}/analysis/"
+        assert stats.get(form_url, timeout=60).status_code == 200
+        started = stats.post(
+            form_url,
+            data=form_data(),
+            headers={"X-CSRFToken": stats.cookies["csrftoken"], "Referer": form_url},
+            allow_redirects=False,
+            timeout=60,
+        )
+        assert started.status_code == 302, started.text[:2000]
+        run_path = started.headers["Location"]
+        assert re.fullmatch(r"/studies/analysis/runs/\d+/", run_path), run_path
 
         def run_finished():
             deployment.check_alive()
-            run.refresh_from_db()
-            return run.status in (AnalysisRun.Status.SUCCEEDED, AnalysisRun.Status.FAILED)
+            state = stats.get(f"{web}{run_path}status/", timeout=30).json()
+            return state if state["finished"] else None
 
-        wait_until(run_finished, 150, "analysis run", interval=1.0)
-        assert run.status == AnalysisRun.Status.SUCCEEDED, (run.message, deployment.tails())
-        stats = login(web, statistician.username)
-        detail = stats.get(f"{web}/studies/analysis/runs/{run.pk}/", timeout=60)
+        state = wait_until(run_finished, 150, "analysis run", interval=1.0)
+        assert state["status"] == "succeeded", (state, deployment.tails())
+        run = AnalysisRun.objects.get(pk=state["id"])
+        detail = stats.get(f"{web}{run_path}", timeout=60)
         assert detail.status_code == 200 and '<div id="report">' in detail.text
         downloads = {}
         for name in analysis_service.REPORT_FILES:
-            response = stats.get(f"{web}/studies/analysis/runs/{run.pk}/{name}", timeout=60)
+            response = stats.get(f"{web}{run_path}{name}", timeout=60)
             assert response.status_code == 200, (name, response.status_code)
             downloads[name] = response.content
         assert downloads["report.pdf"][:5] == b"%PDF-"
