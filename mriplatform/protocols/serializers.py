@@ -1,6 +1,14 @@
+import math
+
 from rest_framework import serializers
 
 from mriplatform.protocols.models import SCIENTIFIC_FIELDS, Protocol
+
+
+def finite_positive(value: float) -> None:
+    """DRF's FloatField takes "NaN", "inf" and "1e309"; a stored one broke every list."""
+    if not math.isfinite(value) or value <= 0:
+        raise serializers.ValidationError("must be a finite number above 0")
 
 
 class ProtocolSerializer(serializers.ModelSerializer):
@@ -25,6 +33,10 @@ class ProtocolSerializer(serializers.ModelSerializer):
         read_only_fields = ["lineage", "version", "is_current", "created"]
         # Versions are numbered by the model (new_version); no client-side uniqueness checks.
         validators = []
+        extra_kwargs = {
+            name: {"validators": [finite_positive]}
+            for name in ("acceleration", "center_fraction", "tr_ms", "nsa")
+        }
 
     def validate(self, attrs):
         # The model's clean() checks the method and its parameters against the registry.
