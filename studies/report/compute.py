@@ -320,6 +320,18 @@ def _inter_reader(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
                     coefficient="Gwet AC1" if w is None else f"Gwet AC2 ({w})",
                     **labels,
                 )
+            level = "ordinal" if kind == "likert" else "nominal"
+            codes = {c: i for i, c in enumerate(cats)}
+            coded = matrix if kind == "likert" else matrix.apply(lambda col, c=codes: col.map(c))
+            _try(
+                section,
+                f"{key}/{mod}/krippendorff",
+                lambda m=coded, lv=level: sa.krippendorff_alpha(
+                    m, lv, alpha=params["alpha"], n_boot=params["n_boot"], seed=params["seed"]
+                ),
+                coefficient=f"Krippendorff alpha ({level})",
+                **labels,
+            )
     if not section["items"]:
         return _skip(section, "no question had two readers' ratings of the same cases")
     return section

@@ -60,11 +60,13 @@ def methods_paragraph(name: str, params: dict[str, Any]) -> str:
             f"Cohen's kappa for two readers ({weights} weights for Likert scores, all scale "
             "levels kept; Fleiss-Cohen-Everitt standard error) and, for three or more "
             "readers, Fleiss' kappa (Gwet's generalisation when ratings are missing) and "
-            "Gwet's AC1/AC2, which is robust to a dominant category. "
+            "Gwet's AC1/AC2, which is robust to a dominant category, and Krippendorff's alpha "
+            "(ordinal for Likert scores, nominal otherwise; unit-bootstrap interval). "
             f"{level} confidence intervals were computed on the Fisher-z (atanh) scale so "
             "that they stay within [-1, 1]; intervals from fewer than 10 cases are flagged. "
             "References: Cohen J, Psychol Bull 1968; Fleiss JL, Psychol Bull 1971; Fleiss JL, "
-            "Cohen J, Everitt BS, Psychol Bull 1969; Gwet KL, Br J Math Stat Psychol 2008."
+            "Cohen J, Everitt BS, Psychol Bull 1969; Gwet KL, Br J Math Stat Psychol 2008; "
+            "Krippendorff K, Computing Krippendorff's alpha-reliability, 2011."
         ),
         "intra_reader": (
             "Intra-reader agreement was assessed from repeat reads after the washout: Cohen's "

@@ -208,6 +208,8 @@ def test_agreement_numbers_equal_direct_calls(reads, results):
     ac2 = sa.gwet_ac1(matrix, scale, weights="linear").to_dict()
     assert item(results, "inter_reader", "overall/B/fleiss")["result"] == fleiss
     assert item(results, "inter_reader", "overall/B/gwet")["result"] == ac2
+    alpha = sa.krippendorff_alpha(matrix, "ordinal", n_boot=PARAMS["n_boot"], seed=PARAMS["seed"])
+    assert item(results, "inter_reader", "overall/B/krippendorff")["result"] == alpha.to_dict()
 
     tear = reads[
         (reads["question"] == "tear") & (reads["case_id"].isin(["100", "101", "102", "103"]))
