@@ -173,6 +173,11 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Each process's local copy of the site's external models (mriplatform.protocols
+# .external_models); filled from the default storage, never shared between machines.
+EXTERNAL_MODEL_CACHE = Path(
+    env.str("EXTERNAL_MODEL_CACHE", default=str(VAR_DIR / "model_cache"))
+)
 
 # Files go through Django's storage API so web servers and GPU workers on other machines
 # share them: local disk by default, S3-compatible object storage (e.g. MinIO) when a

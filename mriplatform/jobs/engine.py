@@ -95,6 +95,10 @@ def reconstruct_series(path: Path, protocol, progress=None) -> EngineResult:
             center_fraction=protocol.center_fraction,
         )
     metadata = {"sms_factor": protocol.sms_factor}
+    if protocol.method.startswith("ext_"):  # a site network: fetch it into this worker
+        from mriplatform.protocols.external_models import sync_external_models
+
+        sync_external_models()
     result = reconstruct_kspace(
         kspace,
         mask,
@@ -205,7 +209,8 @@ def provenance(result: EngineResult, job, worker: str) -> dict:
         },
         "sampling": result.sampling,
         "mask_seed": protocol.mask_seed,
-        "model_sha256": result.info.get("model_sha256", ""),
+        # DL methods report the verified weights' hash as "sha256" (recon_engine.dl).
+        "model_sha256": result.info.get("sha256", ""),
         "worker": worker,
         "host": socket.gethostname(),
         "device": result.device,

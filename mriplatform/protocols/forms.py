@@ -105,3 +105,33 @@ class ProtocolForm(forms.ModelForm):
     def _post_clean(self):
         self.instance.params = self.cleaned_data.get("params", {})
         super()._post_clean()
+
+
+class ExternalModelForm(forms.Form):
+    """Upload of a site's TorchScript/ONNX network with its model card fields."""
+
+    name = forms.RegexField(
+        regex=r"^[a-z][a-z0-9_]{0,47}$",
+        max_length=48,
+        help_text="Lower-case letters, digits and _; the method becomes ext_<name>.",
+        error_messages={"invalid": "Use lower-case letters, digits and _, starting with a letter."},
+    )
+    format = forms.ChoiceField(choices=[("torchscript", "TorchScript"), ("onnx", "ONNX")])
+    file = forms.FileField(help_text="TorchScript archive (.pt) or ONNX file (.onnx).")
+    title = forms.CharField(max_length=120)
+    description = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    training_data = forms.CharField(
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="What it was trained on (anatomy, contrasts, field strength, vendor).",
+    )
+    intended_use = forms.CharField(max_length=2000, required=False)
+    coils = forms.IntegerField(min_value=1, max_value=128, required=False)
+    matrix_h = forms.IntegerField(label="Matrix H", min_value=8, max_value=1024, required=False)
+    matrix_w = forms.IntegerField(label="Matrix W", min_value=8, max_value=1024, required=False)
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("matrix_h")) != bool(data.get("matrix_w")):
+            raise forms.ValidationError("Give both matrix sizes or neither.")
+        return data

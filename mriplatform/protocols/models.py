@@ -240,3 +240,41 @@ class Protocol(models.Model):
             for name in TIMING_FIELDS
             if (value := getattr(self.reference, name)) != getattr(self, name)
         ]
+
+
+def external_model_upload_path(instance: ExternalModel, filename: str) -> str:
+    suffix = ".onnx" if instance.format == "onnx" else ".pt"
+    return f"external_models/{instance.name}-{instance.sha256[:12]}{suffix}"
+
+
+class ExternalModel(models.Model):
+    """A site's own network (TorchScript/ONNX), offered as the engine method ``ext_<name>``.
+
+    The file lives in the default storage (S3 in production); every process that needs it
+    copies it into its own model cache (:mod:`mriplatform.protocols.external_models`).
+    Rows are never changed or deleted: protocol versions may name the method.
+    """
+
+    class Format(models.TextChoices):
+        TORCHSCRIPT = "torchscript", "TorchScript"
+        ONNX = "onnx", "ONNX"
+
+    name = models.CharField(max_length=48, unique=True)
+    format = models.CharField(max_length=12, choices=Format.choices)
+    file = models.FileField(upload_to=external_model_upload_path, max_length=255)
+    sha256 = models.CharField(max_length=64)
+    card = models.JSONField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"ext_{self.name}"
+
+    @property
+    def method(self) -> str:
+        return f"ext_{self.name}"

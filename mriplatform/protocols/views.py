@@ -1,12 +1,17 @@
 from django.contrib import messages
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET
 
 from mriplatform.accounts.roles import Role, role_required
 from mriplatform.audit.services import record
-from mriplatform.protocols.forms import PARAM_PREFIX, ProtocolForm
-from mriplatform.protocols.models import SCIENTIFIC_FIELDS, Protocol
+from mriplatform.protocols.external_models import (
+    ExternalModelError,
+    add_external_model,
+    sync_external_models,
+)
+from mriplatform.protocols.forms import PARAM_PREFIX, ExternalModelForm, ProtocolForm
+from mriplatform.protocols.models import SCIENTIFIC_FIELDS, ExternalModel, Protocol
 from recon_engine.registry import get_method
 
 VIEWERS = (Role.SITE_ADMIN, Role.COORDINATOR)
@@ -41,6 +46,7 @@ def _warn_if_timing_differs(request, protocol: Protocol) -> None:
 def method_fields(request):
     """The parameter fields of one method (HTML fragment), swapped in when the method changes."""
     method = request.GET.get("method", "")
+    sync_external_models()
     try:
         get_method(method)
     except KeyError:
@@ -51,6 +57,7 @@ def method_fields(request):
 
 @role_required(Role.SITE_ADMIN)
 def protocol_create(request):
+    sync_external_models()
     form = ProtocolForm(request.POST or None, method=request.GET.get("method"))
     if request.method == "POST" and form.is_valid():
         protocol = form.save(commit=False)
@@ -73,6 +80,7 @@ def protocol_create(request):
 def protocol_edit(request, pk: int):
     """Editing never changes a version: a valid form becomes the lineage's next version."""
     protocol = get_object_or_404(Protocol, pk=pk, is_current=True)
+    sync_external_models()
     form = ProtocolForm(
         request.POST or None,
         instance=Protocol(
@@ -109,4 +117,49 @@ def protocol_edit(request, pk: int):
             "protocol": protocol,
             "param_prefix": PARAM_PREFIX,
         },
+    )
+
+
+@role_required(*VIEWERS)
+def external_models(request):
+    """The site's own networks; site administrators upload new ones here."""
+    form = None
+    if request.user.is_superuser or request.user.has_role(Role.SITE_ADMIN):
+        form = ExternalModelForm(request.POST or None, request.FILES or None)
+    elif request.method == "POST":
+        return HttpResponseForbidden("only site administrators add models")
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        matrix = (data["matrix_h"], data["matrix_w"]) if data["matrix_h"] else None
+        try:
+            model = add_external_model(
+                data["file"],
+                name=data["name"],
+                fmt=data["format"],
+                user=request.user,
+                title=data["title"],
+                description=data["description"],
+                training_data=data["training_data"],
+                intended_use=data["intended_use"],
+                coils=data["coils"],
+                matrix=matrix,
+            )
+        except ExternalModelError as exc:
+            form.add_error("file", str(exc))
+        else:
+            record(
+                request.user,
+                "external_model.add",
+                obj=model,
+                request=request,
+                details={"name": model.name, "format": model.format, "sha256": model.sha256},
+            )
+            messages.success(request, f"{model.method} is now a method for protocols.")
+            return redirect("protocols:models")
+    if request.method == "POST":
+        status = 400
+    models = ExternalModel.objects.select_related("uploaded_by")
+    return render(
+        request, "protocols/models.html", {"form": form, "models": models}, status=status
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from mriplatform.accounts.roles import Role
 from mriplatform.jobs import services
@@ -62,6 +63,7 @@ def test_list_and_status_json(admin_client, raws):
         status=ReconJob.Status.RUNNING,
         progress_done=3,
         progress_total=4,
+        heartbeat_at=timezone.now(),  # a live lease: the job pages reap silent workers
     )
     queued = ReconJob.objects.create(input_series=raws[1], protocol=protocol)
     page = admin_client.get(reverse("jobs:list"), {"status": "running"})

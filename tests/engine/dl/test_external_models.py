@@ -32,9 +32,9 @@ class TinyRecon(torch.nn.Module):
     """Zero-filled RSS in real arithmetic (DFT as matrix products, so ONNX can export it)
     followed by a fixed 3x3 smoothing residual: a stand-in for a site's network."""
 
-    def __init__(self) -> None:
+    def __init__(self, h: int = H, w: int = W) -> None:
         super().__init__()
-        fh, fw = centred_inverse_dft(H), centred_inverse_dft(W)
+        fh, fw = centred_inverse_dft(h), centred_inverse_dft(w)
         self.register_buffer("fh_r", torch.tensor(fh.real, dtype=torch.float32))
         self.register_buffer("fh_i", torch.tensor(fh.imag, dtype=torch.float32))
         self.register_buffer("fw_r", torch.tensor(fw.real.T, dtype=torch.float32))
