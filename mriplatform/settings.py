@@ -212,6 +212,10 @@ STORAGES = {
 FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10_485_760)
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=4 * 1024**3)
+# A DICOM series may come as one file per slice: as many files as a zip may hold
+# (mriplatform.cases.ingest.MAX_ZIP_MEMBERS); Django's default of 100 refused a 101-slice
+# series with a bare 400. The total stays bounded by MAX_UPLOAD_BYTES.
+DATA_UPLOAD_MAX_NUMBER_FILES = env.int("DATA_UPLOAD_MAX_NUMBER_FILES", default=5000)
 
 # DICOM receiver: the calling AE titles and IP addresses allowed to send (empty = any).
 DICOM_ALLOWED_AETS = env.list("DICOM_ALLOWED_AETS", default=[])

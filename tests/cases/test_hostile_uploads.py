@@ -456,3 +456,13 @@ def test_zip_entry_count_checked_on_the_end_record_first(monkeypatch):
     with pytest.raises(ingest.IngestError, match="30 entries in the archive, more than"):
         ingest.extract_zip(data, "z.zip", max_members=10)
     assert opened == []
+
+
+def test_series_of_many_files_reaches_the_ingest(admin_client, media_root, settings):
+    """More than Django's default 100 files: the upload is judged by the ingest (which
+    names the problem), not refused by the request parser with a bare 400."""
+    assert settings.DATA_UPLOAD_MAX_NUMBER_FILES == ingest.MAX_ZIP_MEMBERS
+    files = [upload(f"IM{i:04d}.dcm", b"not dicom") for i in range(150)]
+    response = admin_client.post(reverse("cases:create"), case_form(files=files), **XHR)
+    refused(response, "neither a DICOM file")
+    assert_nothing_stored(media_root)
