@@ -642,6 +642,7 @@ def deidentify_dicom_bytes(data: bytes, ctx: DeidContext) -> tuple[bytes, DeidRe
 # --------------------------------------------------------------------------------------
 
 COPY_BLOCK_BYTES = 64 * 1024**2
+CHUNK_TARGET_BYTES = 4 * 1024**2
 FASTMRI_ARRAYS = ("kspace", "mask", "reconstruction_rss", "reconstruction_esc")
 # fastMRI root attributes that describe the acquisition, not the patient; "acquisition"
 # (the protocol label, "CORPD_FBK") is free text and cleaned like a series description.
@@ -826,17 +827,19 @@ def _open_h5(src: Any, mode: str = "r") -> h5py.File:
 def copy_values(source: h5py.Dataset, out: h5py.Group, name: str) -> h5py.Dataset:
     """Write the values of ``source`` into a new dataset ``out[name]``, a block of rows
     along axis 0 at a time: only values travel, never the source's storage (external
-    files, virtual mappings), filters or attributes. gzip compression is kept."""
+    files, virtual mappings), filters or attributes. gzip compression is kept, in chunks of
+    whole rows (one k-space slice, or as many ISMRMRD acquisitions as fill ~4 MiB)."""
     if source.ndim == 0 or source.size == 0:
         return out.create_dataset(name, data=source[()], dtype=source.dtype)
     compressed = source.compression == "gzip"
     row_bytes = max(source.dtype.itemsize * source.size // source.shape[0], 1)
     step = max(1, COPY_BLOCK_BYTES // row_bytes)
+    chunk_rows = max(1, min(source.shape[0], CHUNK_TARGET_BYTES // row_bytes))
     target = out.create_dataset(
         name,
         shape=source.shape,
         dtype=source.dtype,
-        chunks=(min(step, source.shape[0]), *source.shape[1:]) if compressed else None,
+        chunks=(chunk_rows, *source.shape[1:]) if compressed else None,
         compression="gzip" if compressed else None,
     )
     for start in range(0, source.shape[0], step):

@@ -466,3 +466,32 @@ def test_series_of_many_files_reaches_the_ingest(admin_client, media_root, setti
     response = admin_client.post(reverse("cases:create"), case_form(files=files), **XHR)
     refused(response, "neither a DICOM file")
     assert_nothing_stored(media_root)
+
+
+def test_copy_values_writes_fresh_datasets(tmp_path):
+    """Values equal bit for bit; layout, filters and attributes are the copier's own."""
+    from tests.cases import random_kspace
+
+    kspace = random_kspace((5, 2, 16, 12))
+    with h5py.File(tmp_path / "src.h5", "w") as src:
+        src.create_dataset("gz", data=kspace, chunks=(5, 1, 4, 12), compression="gzip")
+        src["gz"].attrs["operator"] = "PHIMARK"
+        src.create_dataset("plain", data=kspace.real)
+    source = io.BytesIO(hostile.ismrmrd_bytes())
+    with (
+        h5py.File(tmp_path / "src.h5", "r") as src,
+        h5py.File(source, "r") as raw,
+        h5py.File(tmp_path / "out.h5", "w") as out,
+    ):
+        gz = deid.copy_values(src["gz"], out, "gz")
+        plain = deid.copy_values(src["plain"], out, "plain")
+        table = deid.copy_values(raw["dataset/data"], out, "data")
+        np.testing.assert_array_equal(gz[()], kspace)
+        assert gz.compression == "gzip" and gz.chunks == (5, 2, 16, 12)
+        assert dict(gz.attrs) == {}
+        assert plain.chunks is None and plain.compression is None
+        np.testing.assert_array_equal(plain[()], kspace.real)
+        original = raw["dataset/data"][()]
+        for row, copied in zip(original, table[()], strict=True):
+            np.testing.assert_array_equal(row["data"], copied["data"])
+            assert row["head"].tobytes() == copied["head"].tobytes()
