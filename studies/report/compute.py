@@ -38,6 +38,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "n_boot": 2000,
     "seed": 0,
     "margin": 0.05,
+    "noninferiority_margin": 0.10,
     "likert_threshold": 3,
     "kappa_weights": "linear",
     "roc_rating": "signed",
@@ -89,6 +90,7 @@ def normalise_parameters(params: dict[str, Any] | None) -> dict[str, Any]:
         out["n_boot"] = int(out["n_boot"])
         out["seed"] = int(out["seed"])
         out["margin"] = float(out["margin"])
+        out["noninferiority_margin"] = float(out["noninferiority_margin"])
         out["likert_threshold"] = float(out["likert_threshold"])
         out["n_coils"] = int(out["n_coils"])
     except (TypeError, ValueError) as exc:
@@ -101,6 +103,10 @@ def normalise_parameters(params: dict[str, Any] | None) -> dict[str, Any]:
         raise ReportError(f"seed must be a non-negative integer, got {out['seed']}")
     if not 0 < out["margin"] < 1:
         raise ReportError(f"margin must lie in (0, 1), got {out['margin']}")
+    if not 0 < out["noninferiority_margin"] < 1:
+        raise ReportError(
+            f"noninferiority_margin must lie in (0, 1), got {out['noninferiority_margin']}"
+        )
     if out["n_coils"] < 1:
         raise ReportError(f"n_coils must be at least 1, got {out['n_coils']}")
     if out["kappa_weights"] not in ("linear", "quadratic", "unweighted"):
@@ -504,6 +510,7 @@ def _accuracy(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     if "truth" not in df.columns or df["truth"].isna().all():
         return _skip(section, "no reference standard (truth) was entered")
     first = _first_reads(df)
+    ref = _reference(first, params)
     questions = _questions(first, ("finding",))
     if not questions:
         return _skip(section, "no finding questions were answered")
@@ -530,6 +537,19 @@ def _accuracy(df: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
             analysis="accuracy",
             **labels,
         )
+        correct = reads.assign(value=(reads["value"] == reads["truth"]).astype(int))
+        for new in [m for m in _modalities(q) if ref is not None and m != ref]:
+            _try(
+                section,
+                f"{key}/{new}/noninferiority",
+                lambda r=correct, n=new: sa.noninferiority_gee(
+                    r, ref, n, margin=params["noninferiority_margin"], alpha=params["alpha"]
+                ),
+                analysis="noninferiority",
+                reference=ref,
+                modality=new,
+                **labels,
+            )
         rating = roc_ratings(q, params)
         if rating.isna().any():
             section["skipped"].append(

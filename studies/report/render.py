@@ -117,6 +117,17 @@ def _tables_accuracy(items: list[dict]) -> list[dict[str, Any]]:
             headers = ["Arm", "Reader", "Metric", "Estimate", "95% CI", "k/n"]
             caption = f"{i['label']}: accuracy against the reference standard"
             tables.append(_table(caption, headers, rows))
+        elif i["analysis"] == "noninferiority":
+            d = r["difference"]
+            rows = [
+                [f"{i['modality']} vs {i['reference']}", _f(r["p_reference"]), _f(r["p_new"])]
+                + [_f(d["estimate"]), _fci(d), f"-{_f(r['margin'])}", _f(r["p_value"])]
+                + [_f(r["noninferior"])]
+            ]
+            headers = ["Comparison", "Correct (ref.)", "Correct (new)", "Difference", "95% CI"]
+            headers += ["Margin", "p (non-inferiority)", "Non-inferior"]
+            caption = f"{i['label']}: non-inferiority of correct calls (logistic GEE)"
+            tables.append(_table(caption, headers, rows))
         else:
             rr = r["random_readers_random_cases"]
             rows = [[e["name"], _f(e["estimate"]), _fci(e), ""] for e in rr["modality_auc"]]

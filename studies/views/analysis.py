@@ -39,6 +39,12 @@ class AnalysisForm(forms.Form):
     margin = forms.FloatField(
         label="Interchangeability margin", initial=0.05, min_value=0.001, max_value=0.5
     )
+    noninferiority_margin = forms.FloatField(
+        label="Non-inferiority margin (proportion correct)",
+        initial=0.10,
+        min_value=0.01,
+        max_value=0.5,
+    )
     likert_threshold = forms.FloatField(label="Likert score counted as diagnostic", initial=3)
     kappa_weights = forms.ChoiceField(
         label="Kappa weights (Likert)",

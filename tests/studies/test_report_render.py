@@ -100,3 +100,25 @@ def test_pdf_rows_are_never_split_and_pages_are_numbered(results):
     assert all(len(pages) == 1 for pages in pages_of_row.values())
     total = len(document.pages)
     assert numbers == [f"{i} / {total}" for i in range(1, total + 1)]
+
+
+def test_noninferiority_of_correct_calls_equals_the_direct_gee(results):
+    """The accuracy section tests each arm's correct calls for non-inferiority with the
+    stated margin (default 10 %), exactly as studies.analysis.noninferiority_gee does."""
+    from studies import analysis as sa
+
+    reads = simulated_reads(n_patients=8)
+    q = reads[(reads["question"] == "tear") & (reads["read_index"].fillna(1) == 1)]
+    call, truth, _ = report.finding_calls(q)
+    table = q[["reader_id", "case_id", "patient_id", "modality_id"]].assign(
+        value=(call == truth).astype(int).to_numpy()
+    )
+    direct = sa.noninferiority_gee(table, "A", "B", margin=0.10)
+    item = next(
+        i for i in results["analyses"]["accuracy"]["items"] if i["id"] == "tear/B/noninferiority"
+    )
+    assert item["result"]["difference"] == direct.difference.to_dict()
+    assert item["result"]["margin"] == 0.10
+    assert results["parameters"]["noninferiority_margin"] == 0.10
+    with pytest.raises(report.ReportError, match="noninferiority_margin"):
+        report.normalise_parameters({"noninferiority_margin": 1.5})
