@@ -721,10 +721,24 @@ def icc(
         hi = n * (f_l * msr - mse) / (k * msc + (k * n - k - n) * mse + n * f_l * msr)
         ci = (k * lo / (1 + lo * (k - 1)), k * hi / (1 + hi * (k - 1))) if average else (lo, hi)
     label = {"1": "ICC(1", "2": "ICC(2", "3": "ICC(3"}[model] + (",k)" if average else ",1)")
+    # Parameter space: a single-rater ICC lies in [-1/(k-1), 1], an average-measure one in
+    # (-inf, 1]; McGraw & Wong's ICC(2,.) interval can leave it on small samples.
+    floor = -math.inf if average else -1.0 / (k - 1)
+    details["ci_mcgraw_wong"] = (float(ci[0]), float(ci[1]))
+    bounded = tuple(float(min(max(v, floor), 1.0)) if math.isfinite(v) else v for v in ci)
+    warn = small_n_warning(n, "targets", "ICC")
+    if bounded != details["ci_mcgraw_wong"]:
+        warn.append(
+            f"the McGraw-Wong interval left the parameter space [{floor:.3g}, 1] and was "
+            "truncated to it"
+        )
+    if est < floor:
+        warn.append("negative variance-component estimate: the ICC estimate is below its range")
     return Estimate(
         name=label,
         estimate=float(est),
-        ci=(float(ci[0]), float(ci[1])),
+        ci=(float(bounded[0]), float(bounded[1])),
+        warnings=warn,
         statistic=float(f),
         statistic_name="F",
         df=(float(df1), float(df2)),
@@ -734,7 +748,8 @@ def icc(
         method=(
             f"{label}: {_ICC_DESCRIPTION[model]}, "
             f"{'mean of k raters' if average else 'single rater'}; ANOVA estimate (Shrout & "
-            "Fleiss 1979), one-sided F-test of ICC = 0, CI McGraw & Wong (1996)"
+            "Fleiss 1979), one-sided F-test of ICC = 0, CI McGraw & Wong (1996) truncated to "
+            "the parameter space (untruncated in details['ci_mcgraw_wong'])"
         ),
         details=details,
     )

@@ -466,3 +466,25 @@ def test_intra_reader_few_cases_warns_and_n_boot_zero_is_refused():
     assert any("r1 (3)" in w and "fewer than 10 repeated" in w for w in res.warnings)
     with pytest.raises(AnalysisError, match="n_boot"):
         intra_reader_agreement(pd.DataFrame(rows), [1, 2, 3], n_boot=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(3, 10),
+    st.integers(2, 4),
+    st.integers(0, 10_000),
+    st.sampled_from(["ICC(1,1)", "ICC(2,1)", "ICC(3,1)"]),
+)
+def test_property_single_rater_icc_interval_stays_in_its_range(n, k, seed, form):
+    """A single-rater ICC lies in [-1/(k-1), 1]; McGraw & Wong's ICC(2,1) interval left it
+    on small samples (e.g. -2.40 with 3 targets x 2 raters) and is now truncated, with the
+    raw interval kept in details and a warning."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, k)) + rng.normal(size=(n, 1)) * rng.uniform(0, 2)
+    x += rng.normal(size=(1, k)) * rng.uniform(0, 3)
+    res = icc(x, form)
+    lo, hi = res.ci
+    if np.isfinite(lo) and np.isfinite(hi):
+        assert -1 / (k - 1) - 1e-12 <= lo <= hi <= 1
+        if tuple(res.details["ci_mcgraw_wong"]) != res.ci:
+            assert any("truncated" in w for w in res.warnings)
