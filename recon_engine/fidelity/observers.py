@@ -15,7 +15,15 @@ For both, ``d' = (mean(t1) - mean(t0)) / sqrt((var(t1) + var(t0)) / 2)`` and
 ``AUC = Phi(d' / sqrt(2))`` (Gaussian statistics); the empirical AUC (Mann-Whitney) of
 the test statistics is reported beside it. With ``split=True`` (default) the template is
 learnt on the first half of the realisations and applied to the second half, so d' is
-not inflated by fitting the template to the noise it is tested on.
+not inflated by fitting the template to the noise it is tested on. ``estimator="loo"``
+(leave-one-out) instead learns, for each realisation pair ``i``, the template on the other
+``N - 1`` pairs and applies it to pair ``i``: every realisation is a test case and the
+template is still never tested on its own noise (the same pair is left out of both classes,
+so twins sharing a noise draw do not leak) and is applied to images minus the mean image of
+those ``N - 1`` pairs (a template that changes with ``i`` must not pick up the large
+common background). With a few hundred realisations or fewer it
+cuts the spread of the CHO's d' by about a third against a half split (measured in
+the tests: 40 realisations, SD 0.29 vs 0.42 at d' 1.8).
 """
 
 from __future__ import annotations
@@ -76,6 +84,16 @@ def _stacks(absent, present, roi) -> tuple[np.ndarray, np.ndarray]:
     return g0.reshape(g0.shape[0], -1), g1.reshape(g1.shape[0], -1)
 
 
+ESTIMATORS = ("split", "loo", "resubstitution")
+
+
+def _estimator(split: bool, estimator: str | None) -> str:
+    estimator = estimator or ("split" if split else "resubstitution")
+    if estimator not in ESTIMATORS:
+        raise ParameterError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    return estimator
+
+
 def _split(n: int, split: bool) -> tuple[slice, slice]:
     if not split:
         return slice(None), slice(None)
@@ -97,10 +115,19 @@ def _result(name: str, t0: np.ndarray, t1: np.ndarray, n_train: int) -> Observer
     )
 
 
-def npw_observer(absent, present, roi=None, split: bool = True) -> ObserverResult:
+def npw_observer(
+    absent, present, roi=None, split: bool = True, estimator: str | None = None
+) -> ObserverResult:
     """Non-prewhitening matched filter on ``(N, H, W)`` stacks (module doc)."""
     g0, g1 = _stacks(absent, present, roi)
-    train, test = _split(g0.shape[0], split)
+    if _estimator(split, estimator) == "loo":
+        n = g0.shape[0]
+        templates = ((g1.sum(0) - g0.sum(0))[None] - (g1 - g0)) / (n - 1)  # row i: w/o pair i
+        centres = ((g1.sum(0) + g0.sum(0))[None] - (g1 + g0)) / (2 * (n - 1))
+        t0 = np.einsum("ij,ij->i", templates, g0 - centres)
+        t1 = np.einsum("ij,ij->i", templates, g1 - centres)
+        return _result("npw", t0, t1, n - 1)
+    train, test = _split(g0.shape[0], _estimator(split, estimator) == "split")
     template = g1[train].mean(axis=0) - g0[train].mean(axis=0)
     n_train = len(range(*train.indices(g0.shape[0])))
     return _result("npw", g0[test] @ template, g1[test] @ template, n_train)
@@ -123,8 +150,20 @@ def laguerre_gauss_channels(
     return np.stack([gauss * eval_laguerre(j, arg) for j in range(n_channels)])
 
 
+def _cho_template(v0: np.ndarray, v1: np.ndarray, ridge: float) -> np.ndarray:
+    s = (np.cov(v0, rowvar=False) + np.cov(v1, rowvar=False)) / 2
+    s = np.atleast_2d(s)
+    s = s + ridge * np.trace(s) / len(s) * np.eye(len(s))
+    return np.linalg.solve(s, v1.mean(axis=0) - v0.mean(axis=0))
+
+
 def cho_observer(
-    absent, present, channels: np.ndarray, split: bool = True, ridge: float = 1e-9
+    absent,
+    present,
+    channels: np.ndarray,
+    split: bool = True,
+    ridge: float = 1e-9,
+    estimator: str | None = None,
 ) -> ObserverResult:
     """Channelized Hotelling observer on ``(N, H, W)`` stacks with ``(J, H, W)`` channels.
 
@@ -136,10 +175,16 @@ def cho_observer(
     if u.shape[1] != g0.shape[1]:
         raise ParameterError("channels must have the images' (H, W) shape")
     v0, v1 = g0 @ u.T, g1 @ u.T
-    train, test = _split(g0.shape[0], split)
-    s = (np.cov(v0[train], rowvar=False) + np.cov(v1[train], rowvar=False)) / 2
-    s = np.atleast_2d(s)
-    s = s + ridge * np.trace(s) / len(s) * np.eye(len(s))
-    template = np.linalg.solve(s, v1[train].mean(axis=0) - v0[train].mean(axis=0))
-    n_train = len(range(*train.indices(g0.shape[0])))
+    n = g0.shape[0]
+    if _estimator(split, estimator) == "loo":
+        keep = ~np.eye(n, dtype=bool)
+        t0, t1 = np.empty(n), np.empty(n)
+        for i in range(n):
+            w = _cho_template(v0[keep[i]], v1[keep[i]], ridge)
+            centre = (v0[keep[i]].mean(axis=0) + v1[keep[i]].mean(axis=0)) / 2
+            t0[i], t1[i] = (v0[i] - centre) @ w, (v1[i] - centre) @ w
+        return _result("cho", t0, t1, n - 1)
+    train, test = _split(n, _estimator(split, estimator) == "split")
+    template = _cho_template(v0[train], v1[train], ridge)
+    n_train = len(range(*train.indices(n)))
     return _result("cho", v0[test] @ template, v1[test] @ template, n_train)
