@@ -290,10 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     from recon_engine.dl.site_models import add_site_model_parsers
     from recon_engine.dl.train import add_train_parser
     from recon_engine.fidelity.cli import add_fidelity_parser
-    from recon_engine.fidelity.cli import add_fidelity_parser
 
     add_train_parser(sub)
-    add_fidelity_parser(sub)
     add_fidelity_parser(sub)
     add_site_model_parsers(sub)
     return parser
