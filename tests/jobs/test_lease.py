@@ -289,3 +289,25 @@ def test_stale_scratch_folders_are_removed_live_ones_kept(job, settings, tmp_pat
     assert beating.exists() and leased.exists() and foreign.exists()
     running(job, silent_s=120, attempts=2)
     assert lease.clean_stale_scratch() == [leased]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_workers_reaper_thread_fails_lost_jobs_when_nobody_looks(job, settings):
+    settings.JOB_LEASE_SECONDS = 60
+    running(job, silent_s=61)
+    reaper = lease.Reaper(interval=0.05)
+    reaper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while job.status == S.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+            job.refresh_from_db()
+        assert job.status == S.FAILED and job.error.startswith("worker lost")
+        running(job, silent_s=1)  # a live job on the next rounds is left alone
+        time.sleep(0.3)
+        job.refresh_from_db()
+        assert job.status == S.RUNNING
+    finally:
+        reaper.stopped.set()
+        reaper.join(timeout=10)
+    assert not reaper.is_alive()
