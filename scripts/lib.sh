@@ -36,6 +36,9 @@ ensure_venv() {
   local args=()
   for f in "${files[@]}"; do args+=(-r "$f"); done
   "$PY" -m pip install --quiet "${args[@]}" 2> >(grep -v "^WARNING: Location" >&2)
+  # pyradiomics 3.0.1 has no Python 3.11 wheel and its sdist needs numpy at build time.
+  "$PY" -m pip install --quiet --no-build-isolation "pyradiomics==3.0.1" \
+    2> >(grep -v "^WARNING: Location" >&2)
   if [ -n "${1:-}" ]; then
     # fastMRI's reference code, for tests only; --no-deps keeps it from replacing torch.
     "$PY" -m pip install --quiet --no-deps "fastmri==0.3.0" 2> >(grep -v "^WARNING: Location" >&2)
