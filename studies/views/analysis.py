@@ -44,6 +44,8 @@ class AnalysisForm(forms.Form):
         initial=0.10,
         min_value=0.01,
         max_value=0.5,
+        required=False,
+        help_text="Blank: 0.10.",
     )
     likert_threshold = forms.FloatField(label="Likert score counted as diagnostic", initial=3)
     kappa_weights = forms.ChoiceField(

@@ -421,3 +421,19 @@ def test_a_run_that_fails_while_storing_leaves_nothing_stored(
     assert len(calls) == 3
     assert stored_names(analysis_service.run_folder(run)) == set()
     assert analysis_service.run_file(run, "report.pdf") is None
+
+
+def test_noninferiority_margin_is_optional_and_checked(
+    client, closed_study, simulated_export, django_capture_on_commit_callbacks
+):
+    """Blank keeps the report's default (0.10); a margin outside (0.01, 0.5) is a 400."""
+    statistician = UserFactory(roles=("statistician",), institution=closed_study.institution)
+    client.force_login(statistician)
+    response, _ = start(client, closed_study, django_capture_on_commit_callbacks)
+    assert response.status_code == 302
+    run = AnalysisRun.objects.get(study=closed_study)
+    assert run.parameters["noninferiority_margin"] == 0.10
+    response, _ = start(
+        client, closed_study, django_capture_on_commit_callbacks, noninferiority_margin="0.9"
+    )
+    assert response.status_code == 400
