@@ -324,7 +324,7 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
     recon_queue, other_queues = worker_queues()
     # Celery prefers the CELERY_BROKER_URL variable (this test's own broker) to broker=,
     # but not to explicit read/write URLs.
-    control = Celery("deployment-test")
+    control = Celery("deployment-test", set_as_current=False)  # shared tasks keep the project's
     control.conf.broker_read_url = control.conf.broker_write_url = deployment.broker
     with control.connection_for_write() as conn:  # tasks a killed earlier run left queued
         for queue in [recon_queue, *other_queues.split(",")]:
@@ -434,7 +434,19 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
             scale_max=5,
             required=True,
         )
-        services.open_study(study, coordinator)
+        # Opened on the web, which asks a worker (through the deployment's broker) to blind
+        # and store the image sets.
+        office = login(web, coordinator.username)
+        design_url = f"{web}/studies/{study.pk}/"
+        opened = office.post(
+            f"{design_url}open/",
+            headers={"X-CSRFToken": office.cookies["csrftoken"], "Referer": design_url},
+            allow_redirects=False,
+            timeout=60,
+        )
+        assert opened.status_code == 302, opened.text[:2000]
+        study.refresh_from_db()
+        assert study.status == Study.Status.OPEN
 
         # The reader reads over HTTP: worklist, reading page, blinded images, answer, submit.
         browser = login(web, reader.username)
@@ -483,7 +495,7 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
             allow_redirects=False,
             timeout=60,
         )
-        assert started.status_code == 302, started.text[:2000]
+        assert started.status_code == 302, re.findall(r'class="errorlist.*?</ul>', started.text)
         run_path = started.headers["Location"]
         assert re.fullmatch(r"/studies/analysis/runs/\d+/", run_path), run_path
 
