@@ -15,9 +15,10 @@ the Celery broker on Redis (``--redis``), and measures:
 2. **Reading**, all readers at once: each HTTP reader reads its first session case after
    case as the viewer does: autosave, **submit -> next page HTML -> the next case's series**
    (one request; the first image is on hand when its part has arrived). No prefetch here:
-   the worst case for the server. Each Chromium reader answers, waits ``--think`` seconds
-   (the page prefetches the next exam meanwhile) and clicks Submit: **in-browser time** =
-   click -> the next case's first image on screen.
+   the worst case for the server; ``--http-think`` gives each HTTP reader a reading time
+   per case (0: back to back, a throughput test). Each Chromium reader answers, waits
+   ``--think`` seconds (the page prefetches the next exam meanwhile) and clicks Submit:
+   **in-browser time** = click -> the next case's first image on screen.
 
 Prints the median and 95th percentile of each, in milliseconds. On a shared machine the
 numbers are noisy: run it when the machine is otherwise idle and repeat.
@@ -60,6 +61,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--matrix", type=int, default=256)
     p.add_argument("--rounds", type=int, default=5, help="whole-series fetches per thread")
     p.add_argument("--think", type=float, default=2.0, help="browser reader's seconds per case")
+    p.add_argument(
+        "--http-think",
+        type=float,
+        default=0.0,
+        help="HTTP reader's mean seconds per case (uniform 0.5x-1.5x; 0: back to back)",
+    )
     p.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
     p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
@@ -222,8 +229,11 @@ def series_round(base, cookies, series_urls, rounds, errors) -> list[float]:
     return times
 
 
-def http_reader(base: str, cookie: str, results: dict, errors: list) -> None:
+def http_reader(
+    base: str, cookie: str, results: dict, errors: list, think: float, seed: int
+) -> None:
     """One reader over HTTP: read every case of session 1, timing each next case."""
+    rng = np.random.default_rng(seed)
     s = _session(base, cookie)
     try:
         page = s.get(f"{base}/read/")
@@ -232,6 +242,8 @@ def http_reader(base: str, cookie: str, results: dict, errors: list) -> None:
         while True:
             config = json.loads(CONFIG.search(html).group(1))
             fetch_multipart(s, base + config["series"][0])
+            if think:
+                time.sleep(think * rng.uniform(0.5, 1.5))
             headers = {"X-CSRFToken": s.cookies["csrftoken"], "Referer": base + path}
             s.post(
                 base + config["answersUrl"],
@@ -467,8 +479,10 @@ def main() -> None:
         # 2. Reading: HTTP readers and Chromium readers at once.
         results = {"html": [], "first": [], "all": []}
         threads = [
-            threading.Thread(target=http_reader, args=(base, c, results, errors))
-            for c in http_cookies
+            threading.Thread(
+                target=http_reader, args=(base, c, results, errors, args.http_think, i)
+            )
+            for i, c in enumerate(http_cookies)
         ]
         t = time.perf_counter()
         for th in threads:
@@ -479,8 +493,10 @@ def main() -> None:
         for th in threads:
             th.join()
         elapsed = time.perf_counter() - t
+        pace = f"{args.http_think:g} s per case" if args.http_think else "back to back"
         print(
-            f"{args.readers} HTTP readers + {args.browser_readers} Chromium readers, gunicorn "
+            f"{args.readers} HTTP readers ({pace}) + {args.browser_readers} Chromium readers, "
+            "gunicorn "
             f"{args.workers} workers x {args.threads} threads, {elapsed:.1f} s, "
             f"{os.cpu_count()} CPUs (load average now {os.getloadavg()[0]:.1f})"
         )

@@ -42,7 +42,12 @@ import {
   synchronizers,
   utilities as toolUtils,
 } from '@cornerstonejs/tools';
-import { init as dicomLoaderInit, wadouri } from '@cornerstonejs/dicom-image-loader';
+import { init as dicomLoaderInit } from '@cornerstonejs/dicom-image-loader';
+import {
+  Enums as metadataEnums,
+  metaData as metadataRegistry,
+  utilities as metadataUtilities,
+} from '@cornerstonejs/metadata';
 
 import {
   TYPE_FOR_TOOL,
@@ -98,11 +103,12 @@ let initialized = null;
 let instanceCounter = 0;
 
 /** Initialises cornerstone3D once: rendering (GPU, CPU fallback), tools, DICOM loader. */
-function initOnce(options) {
-  if (initialized) return initialized;
+function initOnce(options = {}) {
   // cornerstone3D probes WebGL in init() and switches to its CPU renderer when no context can
   // be created (headless browsers, GPU blocklists, remote desktops). forceCPURendering lets a
   // site force the CPU path where WebGL exists but is unreliable.
+  if (options.forceCPURendering) setUseCPURendering(true);
+  if (initialized) return initialized;
   csInit();
   if (options.forceCPURendering) setUseCPURendering(true);
   toolsInit();
@@ -223,29 +229,31 @@ const registered = new Set();
 
 /**
  * Makes the instances of a fetched series ({buffer, contentType}) the images of `imageIds`
- * ("wadouri:<url>", same order and count): the loader then parses them from memory instead
- * of requesting each URL. Returns the number of instances registered.
+ * ("wadouri:<url>", same order and count): the DICOM loader then reads them from memory
+ * instead of requesting each URL. Resolves with the number of instances registered.
  */
-export function registerSeries(imageIds, series) {
+export async function registerSeries(imageIds, series) {
+  initOnce(); // the loader's metadata providers must exist before instances are added
   const parts = splitMultipart(series.buffer, series.contentType);
   if (parts.length !== imageIds.length) {
     throw new Error(`ReconViewer: the series has ${parts.length} images, expected ${imageIds.length}`);
   }
-  imageIds.forEach((imageId, i) => {
-    const { url } = wadouri.parseImageId(imageId);
-    if (wadouri.dataSetCacheManager.isLoaded(url) || registered.has(url)) return;
-    registered.add(url);
-    wadouri.dataSetCacheManager.load(url, () => Promise.resolve(parts[i]), imageId);
-  });
+  await Promise.all(
+    imageIds.map((imageId, i) => {
+      if (registered.has(imageId)) return undefined;
+      registered.add(imageId);
+      // The loader's own entry for a fetched part-10 instance (what it stores after an XHR).
+      return metadataUtilities.addDicomPart10Instance(imageId, parts[i]);
+    }),
+  );
   return parts.length;
 }
 
-/** Releases the parsed instances registered for `imageIds` (a case the reader has left). */
+/** Releases the instances registered for `imageIds` (a case the reader has left). */
 export function releaseSeries(imageIds) {
   for (const imageId of imageIds) {
-    const { url } = wadouri.parseImageId(imageId);
-    if (!registered.delete(url)) continue;
-    wadouri.dataSetCacheManager.unload(url);
+    if (!registered.delete(imageId)) continue;
+    metadataRegistry.clearQuery(metadataEnums.MetadataModules.NATURALIZED, imageId);
   }
 }
 

@@ -307,7 +307,7 @@ async function preloadImages(cfg) {
   await Promise.all(cfg.series.map(async (url, i) => {
     if (!url || !stacks[i]) return;
     try {
-      ReconViewer.registerSeries(stacks[i], await seriesOf(url));
+      await ReconViewer.registerSeries(stacks[i], await seriesOf(url));
     } catch (err) {
       reportImageError(`whole-series request failed (${err.message}); loading slice by slice`, i, null);
     } finally {

@@ -23,6 +23,7 @@ from tests.viewer.support import (
     N_SLICES,
     PIXEL_SPACING_MM,
     SECRET_TEXTS,
+    SESSION_COOKIE,
     disc_mean,
     make_series,
 )
@@ -214,15 +215,68 @@ def test_overlay_is_blinded(open_reading_page, series, reading_server):
     assert problems == []
 
 
-def test_images_without_session_are_reported_not_shown(open_reading_page, series):
+def test_images_without_session_are_reported_not_shown(open_reading_page, series, reading_server):
     page, _ = open_reading_page()
     page.context.clear_cookies()
     _, ids = series["A"]
     with pytest.raises(PlaywrightError, match="image 1 of viewport 0 failed to load"):
         mount(page, ids)
-    assert overlay(page)["status"] == "Image failed to load"
+    assert overlay(page)["status"] == "Image 1 failed to load"
     errors = page.evaluate("() => window.__errors")
     assert errors and errors[0]["viewport"] == 0
+    # The reader is not left stuck: Retry loads it once the server answers again.
+    retry = page.locator('.rv-pane[data-viewport="0"] .rv-retry')
+    assert retry.is_visible()
+    page.context.add_cookies(
+        [{"name": SESSION_COOKIE[0], "value": SESSION_COOKIE[1], "url": reading_server.base_url}]
+    )
+    retry.click()
+    page.wait_for_function("() => viewer.getState().viewports[0].window_width !== null")
+    assert overlay(page)["status"] == "" and not retry.is_visible()
+    assert vp_state(page)["slice_index"] == 0
+
+
+MULTIPART = r"""
+async ([urls, dropLast]) => {
+  // One multipart/related body (RFC 2046) holding every slice, as /read/s/<token>/ sends.
+  const boundary = 'b0undary7f3a';
+  const enc = new TextEncoder();
+  const chunks = [];
+  for (const url of urls) {
+    const data = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    chunks.push(enc.encode(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`));
+    chunks.push(data, enc.encode('\r\n'));
+  }
+  chunks.push(enc.encode(`--${boundary}--\r\n`));
+  const buffer = await new Blob(chunks).arrayBuffer();
+  const ids = urls.map((u) => 'wadouri:' + u);
+  return RV.registerSeries(
+    dropLast ? ids.slice(0, -1) : ids,
+    { buffer, contentType: `multipart/related; type="application/dicom"; boundary=${boundary}` },
+  );
+}
+"""
+
+
+def test_a_registered_whole_series_loads_without_a_request_per_slice(
+    open_reading_page, series, reading_server
+):
+    page, problems = open_reading_page()
+    _, ids = series["B"]
+    tokens = series["tokens"]["B"]
+    urls = [i.removeprefix("wadouri:") for i in ids]
+    assert page.evaluate(MULTIPART, [urls, False]) == N_SLICES
+    before = len(reading_server.dicom_requests(tokens))
+    mount(page, ids)
+    page.mouse.move(*to_client(page, *DISC_CENTRE))
+    for index in range(1, N_SLICES):
+        page.mouse.wheel(0, 120)
+        wait_slice(page, index)
+    assert len(reading_server.dicom_requests(tokens)) == before, "slices were requested"
+    # A wrong count is refused rather than mislabelled.
+    with pytest.raises(PlaywrightError, match="expected"):
+        page.evaluate(MULTIPART, [urls, True])
+    assert problems == []
 
 
 @pytest.mark.parametrize(
