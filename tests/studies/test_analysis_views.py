@@ -136,17 +136,11 @@ def test_statistician_starts_a_run_and_gets_the_report(
     # The bundle holds the numbers, and the digest of the reference standard they used.
     truth = run.result.pop("reference_standard")
     assert truth == {"sha256": reference_digest(closed_study)["sha256"], "cells": 0}
-    with zipfile.ZipFile(run_path(run) / "bundle.zip") as zf:
+    with default_storage.open(f"{run.output_dir}/bundle.zip") as fh, zipfile.ZipFile(fh) as zf:
         assert json.loads(zf.read("results.json")) == run.result
         assert json.loads(zf.read("reference_standard.json")) == truth
     assert truth["sha256"] in detail and 'id="reference-changed"' not in detail
     assert AuditEvent.objects.filter(action="study.analysis.download").count() == 4
-
-
-def run_path(run):
-    from django.conf import settings
-
-    return settings.MEDIA_ROOT / run.output_dir
 
 
 @pytest.mark.parametrize("role", ["coordinator", "reader", "site_admin", "other_site"])
