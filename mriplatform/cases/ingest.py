@@ -850,11 +850,11 @@ def _fastmri_summary(name: str, h5: h5py.File) -> dict[str, Any]:
         if (
             not isinstance(reference, h5py.Dataset)
             or reference.dtype.kind not in REAL_KINDS
-            or reference.ndim != 3
+            or reference.ndim not in (2, 3)
             or reference.shape[0] != kspace.shape[0]
         ):
             raise IngestError(
-                f"{name}: '{key}' must be a real (slices, H, W) image stack with "
+                f"{name}: '{key}' must be a real image stack (slices, H, W) with "
                 f"{kspace.shape[0]} slices"
             )
     try:

@@ -438,7 +438,7 @@ def test_fastmri_companions_of_the_wrong_type_refused(admin_client, media_root):
     """A string or NaN mask, object references or a wrong-sized reference image would be
     copied into the stored file and break every job that reads it."""
     rng = random.Random(3)
-    phrases = ("mask must be numeric", "mask contains NaN", "image stack with 3 slices")
+    phrases = ("mask must be numeric", "mask contains NaN", "(slices, H, W) with 3 slices")
     for _ in range(8):
         response = post_form(admin_client, "k.h5", hostile.h5_bad_companion(rng))
         assert response.status_code == 400
