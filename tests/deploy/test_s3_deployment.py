@@ -194,8 +194,7 @@ def deployment_broker_url() -> str:
 def worker_queues() -> tuple[str, str]:
     """(reconstruction queue, every other queue the settings route to) as ``-Q`` values."""
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
-    recon = {q for q in routed if q == "recon"}
-    others = (routed - recon) | {settings.CELERY_TASK_DEFAULT_QUEUE}
+    others = (routed | {settings.CELERY_TASK_DEFAULT_QUEUE}) - {"recon"}
     return "recon", ",".join(sorted(others))
 
 
@@ -452,7 +451,8 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
         browser = login(web, reader.username)
         worklist = browser.get(f"{web}/read/", timeout=30)
         assert worklist.status_code == 200
-        read_path = re.search(r'href="(/read/[\w-]+/)" id="start-1"', worklist.text).group(1)
+        start = re.search(r'<a [^>]*id="start-1"[^>]*>', worklist.text).group(0)
+        read_path = re.search(r'href="(/read/[\w-]+/)"', start).group(1)
         page = browser.get(f"{web}{read_path}", timeout=60)
         assert page.status_code == 200
         config = json.loads(
