@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "mriplatform.protocols",
     "mriplatform.jobs",
     "studies",
+    "fidelity",
 ]
 
 MIDDLEWARE = [
@@ -272,6 +273,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # wait behind reconstructions; every deployment runs a worker slot that consumes it.
 CELERY_TASK_ROUTES = {
     "jobs.reconstruct": {"queue": "recon"},
+    "fidelity.run": {"queue": "recon"},
     "studies.run_analysis": {"queue": "short"},
     "studies.open_when_reconstructed": {"queue": "short"},
 }

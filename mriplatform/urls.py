@@ -13,6 +13,7 @@ urlpatterns = [
     path("jobs/", include("mriplatform.jobs.urls")),
     path("studies/", include("studies.urls")),
     path("read/", include("studies.urls_reading")),
+    path("fidelity/", include("fidelity.urls")),
     path("api/", include(("mriplatform.api_urls", "api"))),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

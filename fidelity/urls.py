@@ -1,0 +1,12 @@
+from django.urls import path
+
+from fidelity import views
+
+app_name = "fidelity"
+
+urlpatterns = [
+    path("", views.run_list, name="list"),
+    path("<int:pk>/", views.run_detail, name="detail"),
+    path("<int:pk>/progress/", views.run_progress, name="progress"),
+    path("<int:pk>/report.pdf", views.run_report_pdf, name="report-pdf"),
+]
