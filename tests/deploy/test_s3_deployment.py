@@ -34,6 +34,7 @@ from django.db import connection
 
 from mriplatform.accounts.roles import Role
 from mriplatform.cases.models import Case, Instance, Series
+from mriplatform.jobs.models import ReconJob
 from studies.models import AnalysisRun, Question
 from tests.conftest import _database_url_for
 from tests.factories import PASSWORD, InstitutionFactory, ProtocolFactory, UserFactory
@@ -390,6 +391,8 @@ def test_case_travels_from_upload_to_report_across_processes_on_s3(
         for state in states:
             assert state["status"] == "succeeded", (state, deployment.tails())
             assert state["progress_percent"] == 100 and state["metrics"]["psnr"] > 10
+            # Reconstructed by the recon worker, a process that never saw the upload.
+            assert ReconJob.objects.get(pk=state["id"]).worker == hosts[0]
 
         # The web previews what the upload and the recon worker stored (QA viewer).
         admin_browser = login(web, admin.username)
