@@ -621,6 +621,13 @@ def grappa_kspace(
     Returns the completed k-space (acquired samples unchanged) on ``device`` and run info.
     """
     validate_kspace(kspace)
+    if kspace.shape[1] < 2:
+        raise ReconError(
+            "GRAPPA needs multi-coil k-space (it fills missing lines from the other coils); "
+            "this k-space has 1 coil"
+        )
+    if not bool((kspace != 0).any()):
+        raise ReconError("k-space is all zero: no acquired samples to calibrate or fill from")
     for name, val in (("kernel_ry", kernel_ry), ("kernel_rx", kernel_rx)):
         if int(val) != val or val < 1:
             raise ParameterError(f"{name} must be a positive integer, got {val!r}")

@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 _BATCH_BYTES = 256 * 2**20  # k-space bytes handed to a method at once
+# method families that cannot work with a single receive coil
+_MULTICOIL_FAMILIES = ("parallel_imaging", "simultaneous_multislice")
 
 
 def center_crop(images: np.ndarray | torch.Tensor, shape: tuple[int, int]):
@@ -135,6 +137,14 @@ def reconstruct_kspace(
             f"kspace must be complex (S, C, H, W), got {kspace.dtype} {tuple(kspace.shape)}"
         )
     acquired = (kspace != 0).any(dim=1, keepdim=True)
+    if not bool(acquired.any()):
+        raise ReconError("k-space is all zero: the file holds no acquired samples")
+    if spec.family in _MULTICOIL_FAMILIES and kspace.shape[1] < 2:
+        raise ReconError(
+            f"{method} is {spec.family.replace('_', ' ')} and needs multi-coil k-space (it "
+            f"separates aliased signal with the coil sensitivities); this k-space has "
+            f"{kspace.shape[1]} coil: use zero_filled, rss or compressed sensing"
+        )
     outside = acquired & (mask == 0)
     if bool(outside.any()):
         raise ReconError(

@@ -402,6 +402,35 @@ def make_mask(
         raise ParameterError(f"unknown sampling pattern {pattern!r}; known: {', '.join(PATTERNS)}")
     h, w = _check_shape(shape)
     _check_acceleration(acceleration)
+    result = _make_mask(pattern, (h, w), acceleration, seed, **kw)
+    _check_feasible(result, (h, w))
+    return result
+
+
+def _check_feasible(result: MaskResult, shape: tuple[int, int]) -> None:
+    """Refuse an acceleration the matrix cannot hold: at least 2 sampled lines (1D) or
+    points (2D) must remain outside the ACS at the nominal ``R`` (``R = 64`` on 128 lines
+    is all ACS, or nothing)."""
+    n = shape[0] * shape[1] if result.is_2d else shape[1]
+    unit = "points" if result.is_2d else "lines"
+    r = result.acceleration
+    outside = n / r - result.n_acs
+    if r >= n / 2 or outside < 2:
+        raise ParameterError(
+            f"R={r:g} is not feasible on {n} phase-encode {unit} with {result.n_acs} ACS "
+            f"{unit}: it leaves {max(outside, 0):.1f} sampled {unit} outside the ACS (at least 2 "
+            "are needed); lower R or the ACS size"
+        )
+
+
+def _make_mask(
+    pattern: str,
+    shape: tuple[int, int],
+    acceleration: float,
+    seed: int = 0,
+    **kw: Any,
+) -> MaskResult:
+    h, w = shape
     kw = dict(kw)
     cf = kw.pop("center_fraction", None)
 
