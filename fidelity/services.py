@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from django.db import transaction
@@ -104,12 +107,22 @@ def _raw_series(case: Case) -> Series | None:
     return case.series.filter(kind=Series.Kind.FASTMRI).exclude(file="").first()
 
 
+def read_raw_series(series: Series):
+    """The series' fastMRI raw data (copied out of storage first: it may not be a local disk)."""
+    from recon_engine.io.fastmri import read_fastmri
+
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
+        local = Path(tmp) / "kspace.h5"
+        with series.file.open("rb") as source, local.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        return read_fastmri(local)
+
+
 def backgrounds(run: FidelityRun) -> list[tuple[str, np.ndarray]]:
     """``[(label, (H, W) magnitude)]``: each case's central fully sampled slice (RSS), or
     the shipped Colin27 T1 central slice at the run's matrix when the run has no cases."""
     from recon_engine.fft import ifftc, rss
     from recon_engine.fidelity.cli import DEFAULT_VOLUME, background_slice
-    from recon_engine.io.fastmri import read_fastmri
 
     cases = list(run.cases.all())
     if not cases:
@@ -117,9 +130,7 @@ def backgrounds(run: FidelityRun) -> list[tuple[str, np.ndarray]]:
         return [("simulated Colin27 T1 slice", image)]
     out = []
     for case in cases:
-        series = _raw_series(case)
-        with series.file.open("rb") as handle:
-            data = read_fastmri(handle.name)
+        data = read_raw_series(_raw_series(case))
         kspace = data.kspace[data.kspace.shape[0] // 2][None]
         out.append((case.subject_code, rss(ifftc(kspace), coil_dim=1)[0].abs().numpy()))
     return out

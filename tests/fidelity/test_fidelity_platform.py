@@ -102,3 +102,50 @@ def test_a_run_executes_and_its_report_renders(
     assert "Smallest lesion detected" in page and "data:image/svg+xml" in page
     pdf = client.get(reverse("fidelity:report-pdf", args=[run.pk]))
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+@pytest.mark.django_db
+def test_a_known_truth_study_stores_the_inserted_truth_as_its_reference(
+    make_user, monkeypatch, media_root
+):
+    from fidelity.truth_study import QUESTION_KEY, case_truth, create_known_truth_study
+    from recon_engine.fft import ifftc, rss
+    from recon_engine.fidelity.lesions import Lesion, lesion_profile
+    from studies.models import ReferenceStandard
+
+    monkeypatch.setattr("mriplatform.jobs.services.enqueue", lambda job: None)
+    coordinator = make_user("coordinator")
+    protocol = ProtocolFactory(method="zero_filled", mask_pattern="equispaced", acceleration=4)
+    study = create_known_truth_study(
+        coordinator,
+        coordinator.institution,
+        "Known truth",
+        [protocol],
+        n_cases=4,
+        size_mm=6.0,
+        contrast=-0.5,
+        matrix=64,
+        snr=40.0,
+    )
+    truth = case_truth(study)
+    assert sorted(truth.values()) == ["absent", "absent", "present", "present"]
+    assert study.questions.get().key == QUESTION_KEY
+    assert all(
+        r.source == "import" for r in ReferenceStandard.objects.filter(study_case__study=study)
+    )
+    # the stored raw data really carry the finding where the truth says so
+    centre = None
+    signal = {}
+    for study_case in study.study_cases.select_related("case"):
+        data = services.read_raw_series(study_case.case.series.get())
+        image = rss(ifftc(data.kspace), coil_dim=1)[0].numpy()
+        if centre is None:
+            from recon_engine.fidelity.detectability import brightest_tissue_center
+
+            centre = brightest_tissue_center(image)
+        _, mask = lesion_profile(image.shape, Lesion("focus", 6.0, -0.5, centre), 1.0)
+        signal[study_case.case_id] = float(image[mask.numpy()].mean())
+        assert truth[study_case.case_id] not in study_case.case.subject_code
+    present = [signal[c] for c, t in truth.items() if t == "present"]
+    absent = [signal[c] for c, t in truth.items() if t == "absent"]
+    assert max(present) < 0.75 * min(absent)
