@@ -150,6 +150,8 @@ MATRIX: dict[str, Endpoint] = {
     "reading:submit": Endpoint("open", None, reader_page(409)),
     "reading:finish": Endpoint("open", None, reader_page(302)),
     "reading:image": Endpoint("open", reader_page(200), None),
+    "reading:series": Endpoint("open", reader_page(200), None),
+    "reading:image_error": Endpoint("open", None, reader_page(400)),
     # --- study API (studies/api.py): the closed study's tidy reads ---
     "api:study-reads": Endpoint("closed", api_export(), codes(405, anonymous=401)),
     "api:study-reads-csv": Endpoint("closed", api_export(), codes(405, anonymous=401)),
@@ -278,9 +280,12 @@ def _kwargs(name: str, params: set[str], spec: Endpoint, world: dict[str, Any]) 
         elif param == "alias":
             values[param] = item.alias
         elif param == "token":
-            from studies.reading import image_token
+            from studies.reading import image_sets
 
-            values[param] = image_token(item.alias, 0)
+            # Stored when the reading page is first rendered; the reader holds it from then.
+            values[param] = image_sets(item)[0][0].token
+        elif param == "index":
+            values[param] = 0
         else:
             raise AssertionError(f"{name}: no value for URL parameter {param!r}")
     return values
