@@ -34,3 +34,19 @@ class FidelityRunForm(forms.Form):
         if not sizes:
             raise forms.ValidationError("give at least one size")
         return sizes
+
+
+class KnownTruthStudyForm(forms.Form):
+    title = forms.CharField(max_length=200)
+    protocols = forms.ModelMultipleChoiceField(
+        queryset=Protocol.objects.filter(is_current=True).order_by("name"),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="One arm per protocol; the first is the reference arm.",
+    )
+    n_cases = forms.IntegerField(initial=8, min_value=2, max_value=200)
+    lesion_kind = forms.ChoiceField(choices=[(k, k.replace("_", " ")) for k in LESION_KINDS])
+    size_mm = forms.FloatField(initial=3.0)
+    contrast = forms.FloatField(initial=-0.4)
+    matrix = forms.IntegerField(initial=128, min_value=32, max_value=512)
+    pixel_mm = forms.FloatField(initial=1.0, min_value=0.05, max_value=10)
+    snr = forms.FloatField(initial=20.0, min_value=1, max_value=1000)

@@ -7,7 +7,7 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from fidelity import report, services
-from fidelity.forms import FidelityRunForm
+from fidelity.forms import FidelityRunForm, KnownTruthStudyForm
 from fidelity.models import FidelityRun
 from mriplatform.accounts.roles import Role, role_required
 
@@ -44,7 +44,40 @@ def run_list(request):
                 return redirect("fidelity:detail", pk=run.pk)
         status = 400
     runs = FidelityRun.objects.select_related("created_by")[:100]
-    return render(request, "fidelity/list.html", {"form": form, "runs": runs}, status=status)
+    context = {"form": form, "runs": runs, "study_form": KnownTruthStudyForm()}
+    return render(request, "fidelity/list.html", context, status=status)
+
+
+@role_required(Role.COORDINATOR)
+def known_truth_study(request):
+    """POST: a draft reader study over lesion twins, its truth as the reference standard."""
+    from fidelity.truth_study import create_known_truth_study
+
+    form = KnownTruthStudyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            study = create_known_truth_study(
+                request.user,
+                request.user.institution,
+                data["title"],
+                list(data["protocols"]),
+                n_cases=data["n_cases"],
+                lesion_kind=data["lesion_kind"],
+                size_mm=data["size_mm"],
+                contrast=data["contrast"],
+                matrix=data["matrix"],
+                pixel_mm=data["pixel_mm"],
+                snr=data["snr"],
+            )
+        except services.FidelityInputError as exc:
+            form.add_error(None, str(exc))
+        else:
+            return redirect("studies:detail", pk=study.pk)
+    status = 400 if request.method == "POST" else 200
+    runs = FidelityRun.objects.select_related("created_by")[:100]
+    context = {"form": FidelityRunForm(), "runs": runs, "study_form": form}
+    return render(request, "fidelity/list.html", context, status=status)
 
 
 @role_required(*ROLES)

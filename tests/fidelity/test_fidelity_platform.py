@@ -149,3 +149,36 @@ def test_a_known_truth_study_stores_the_inserted_truth_as_its_reference(
     present = [signal[c] for c, t in truth.items() if t == "present"]
     absent = [signal[c] for c, t in truth.items() if t == "absent"]
     assert max(present) < 0.75 * min(absent)
+
+
+@pytest.mark.django_db
+def test_coordinators_create_a_known_truth_study_from_the_page(
+    client, make_user, monkeypatch, media_root
+):
+    monkeypatch.setattr("mriplatform.jobs.services.enqueue", lambda job: None)
+    protocol = ProtocolFactory(method="zero_filled", mask_pattern="equispaced", acceleration=4)
+    form = {
+        "title": "Known truth",
+        "protocols": [protocol.pk],
+        "n_cases": 2,
+        "lesion_kind": "focus",
+        "size_mm": 0.3,
+        "contrast": -0.4,
+        "matrix": 64,
+        "pixel_mm": 1.0,
+        "snr": 20,
+    }
+    url = reverse("fidelity:known-truth-study")
+    client.force_login(make_user("site_admin"))
+    assert client.post(url, form).status_code == 403
+    client.force_login(make_user("coordinator"))
+    response = client.post(url, form)
+    assert response.status_code == 400 and "below one pixel" in response.content.decode()
+    response = client.post(url, {**form, "size_mm": 4.0})
+    from studies.models import Study
+
+    study = Study.objects.get(title="Known truth")
+    assert response.status_code == 302 and response.url == reverse(
+        "studies:detail", args=[study.pk]
+    )
+    assert study.study_cases.count() == 2 and study.arms.count() == 1
