@@ -108,6 +108,15 @@ def _delete_folder(folder: str) -> None:
         _delete_folder(f"{folder}/{name}")
 
 
+def _discard(folder: str) -> None:
+    """Best-effort removal of a failed run's stored files (the failure is already recorded;
+    a storage outage only leaves files the next attempt deletes)."""
+    try:
+        _delete_folder(folder)
+    except Exception:  # boto/OS errors: whatever the storage backend raises
+        logger.warning("could not delete the files of failed analysis %s", folder, exc_info=True)
+
+
 def _store_folder(local: Path, folder: str) -> None:
     """Save every file under the local directory ``local`` to ``folder`` of the default
     storage, keeping relative names (the folder was emptied first, so none is renamed)."""
@@ -259,12 +268,12 @@ def run_analysis(run_pk: int) -> AnalysisRun:
             _set_progress(run.pk, 0.99, "Storing the report")
             _store_folder(Path(tmp), folder)
     except (StudyError, report.ReportError, ValueError) as exc:
-        _delete_folder(folder)
         _fail(run.pk, str(exc))
+        _discard(folder)
     except Exception as exc:
         logger.exception("analysis run %s failed", run.pk)
-        _delete_folder(folder)
         _fail(run.pk, f"internal error ({type(exc).__name__}): {exc}")
+        _discard(folder)
     else:
         AnalysisRun.objects.filter(pk=run.pk).update(
             status=AnalysisRun.Status.SUCCEEDED,

@@ -431,3 +431,28 @@ def test_noninferiority_margin_is_optional_and_checked(
         client, closed_study, django_capture_on_commit_callbacks, noninferiority_margin="0.9"
     )
     assert response.status_code == 400
+
+
+def test_a_storage_outage_still_fails_the_run_visibly(
+    closed_study, statistician, simulated_export, media_root, monkeypatch
+):
+    """The storage goes away after two report files: neither the save nor the clean-up
+    works, and the run is still marked failed with the reason."""
+    real_save = FileSystemStorage._save
+    saved = []
+
+    def save_until_outage(self, name, content):
+        if len(saved) == 2:
+            raise OSError(113, "No route to host")
+        saved.append(name)
+        return real_save(self, name, content)
+
+    def unreachable(self, name):
+        raise OSError(113, "No route to host")
+
+    monkeypatch.setattr(FileSystemStorage, "_save", save_until_outage)
+    monkeypatch.setattr(FileSystemStorage, "delete", unreachable)
+    run = analysis_service.run_analysis(make_run(closed_study, statistician).pk)
+    assert run.status == AnalysisRun.Status.FAILED and run.finished is not None
+    assert "No route to host" in run.message
+    assert len(stored_names(analysis_service.run_folder(run))) == 2  # the next attempt's job
