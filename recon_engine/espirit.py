@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from recon_engine.fft import ifftc
+from recon_engine.linalg import eigh
 from recon_engine.operators import (
     check_kspace,
     check_mask,
@@ -180,7 +181,7 @@ def _virtual_coil(calib: torch.Tensor) -> torch.Tensor:
     """Dominant eigenvector of each slice's ACS coil covariance, ``(S, C)``."""
     flat = calib.reshape(calib.shape[0], calib.shape[1], -1).to(torch.complex128)
     cov = flat @ flat.conj().transpose(1, 2)
-    _, vecs = torch.linalg.eigh(cov)
+    _, vecs = eigh(cov)
     return vecs[..., -1].to(torch.complex64)
 
 
@@ -193,7 +194,7 @@ def _signal_kernels(calib: torch.Tensor, kernel_size: int, threshold: float) -> 
     # Gram matrix + eigh == SVD of the calibration matrix (sigma^2 = eigenvalue), in
     # double precision so the threshold (sigma ratio 0.02 -> 4e-4 in eigenvalues) is safe.
     gram = a.conj().transpose(1, 2) @ a
-    evals, evecs = torch.linalg.eigh(gram)
+    evals, evecs = eigh(gram)
     evals = evals.flip(-1).clamp_min(0)
     evecs = evecs.flip(-1)
     sigma = evals.sqrt()
@@ -275,7 +276,7 @@ def _upsample(v: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 def _exact_fixup(
     m: torch.Tensor, v: torch.Tensor, mv: torch.Tensor, eig: torch.Tensor, tol: float, floor: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace unconverged power-iteration pixels by an exact batched ``eigh``.
+    """Replace unconverged power-iteration pixels by an exact batched ``torch.linalg.eigh``.
 
     A pixel is unconverged when ``||M v - lambda v|| > tol * lambda``: this happens
     where the two largest eigenvalues nearly coincide (object edges). Only pixels
@@ -289,7 +290,7 @@ def _exact_fixup(
     idx = bad.nonzero(as_tuple=True)
     sub = m.permute(0, 3, 4, 1, 2)[idx]  # (n_bad, C, C)
     sub = 0.5 * (sub + sub.conj().transpose(-1, -2))
-    evals, evecs = torch.linalg.eigh(sub)
+    evals, evecs = eigh(sub)
     v = v.clone()
     eig = eig.clone()
     v.permute(0, 2, 3, 1)[idx] = evecs[..., -1]

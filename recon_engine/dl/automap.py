@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from recon_engine.fft import ifftc
+from recon_engine.linalg import eigh
 
 __all__ = ["Automap", "dft_initialise", "normalise", "virtual_coil"]
 
@@ -36,7 +37,7 @@ def virtual_coil(kspace: torch.Tensor) -> torch.Tensor:
     cov = flat @ flat.conj().transpose(1, 2)
     ridge = 1e-9 * cov.diagonal(dim1=1, dim2=2).real.mean(dim=1).clamp_min(1e-30)
     cov = cov + ridge[:, None, None] * torch.eye(c, dtype=cov.dtype, device=cov.device)
-    _, vecs = torch.linalg.eigh(cov)
+    _, vecs = eigh(cov)
     top = vecs[..., -1]  # (S, C), eigenvalues ascending
     vc = (top.conj()[:, :, None] * flat).sum(dim=1).reshape(s, h, w).to(torch.complex64)
     centre = vc[:, h // 2, w // 2]
