@@ -8,8 +8,10 @@ Two estimators:
   span the signal subspace. Each kept vector, zero-padded to the image grid and
   inverse FFT'd, is a kernel image; per pixel ``r`` the maps are the dominant
   eigenvector of ``M(r) = (N / k^2) sum_j g_j(r) g_j(r)^H`` (``C x C``), cropped where
-  the eigenvalue is below ``crop``. Conventions follow ``sigpy.mri.app.EspiritCalib``
-  (and BART ``ecalib -m 1``), against which the tests compare.
+  the eigenvalue is below ``crop`` *and* the calibration data show no signal there
+  (``keep_signal``), so low-signal anatomy that fills the FOV is not clipped.
+  Conventions follow ``sigpy.mri.app.EspiritCalib`` (and BART ``ecalib -m 1``), against
+  which the tests compare.
 * :func:`acs_sensitivities` - low-resolution coil images from the Hann-windowed ACS
   block divided by their root-sum-of-squares (the classic mSENSE/ASSET prescan-free
   estimate).
@@ -39,6 +41,7 @@ positive, which gives smooth phase without the singularities of "relative to coi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -298,6 +301,45 @@ def _exact_fixup(
     return v, eig
 
 
+def _signal_support(
+    kspace: torch.Tensor, mask: torch.Tensor | None, calib: torch.Tensor, n_sd: float
+) -> torch.Tensor:
+    """``(S, H, W)`` bool: where the low-resolution calibration image (Hann-windowed ACS,
+    zero-padded, RSS over coils) exceeds ``n_sd`` times its noise SD.
+
+    The k-space noise SD ``sigma`` is the median magnitude of the acquired samples in the
+    outer sixteenth of the readout at each end (mostly noise), divided by ``sqrt(ln 2)``
+    (median of a complex Gaussian's magnitude). The low-resolution image's noise SD per
+    coil is ``sigma sqrt(sum(window^2) / (H W))`` (orthonormal FFT); its RSS over ``C``
+    noise-only coils is about ``sqrt(C)`` times that.
+    """
+    s, c, h, w = kspace.shape
+    ch, cw = calib.shape[-2:]
+    dev = kspace.device
+    win = (
+        torch.hann_window(ch + 2, periodic=False, device=dev)[1:-1][:, None]
+        * torch.hann_window(cw + 2, periodic=False, device=dev)[1:-1][None, :]
+    )
+    low = ifftc(resize_centered(calib * win.to(calib.dtype), (h, w)))
+    level = torch.sqrt((low.abs() ** 2).sum(dim=1))  # (S, H, W)
+    edge = max(1, h // 16)
+    outer = torch.cat([kspace[:, :, :edge], kspace[:, :, h - edge :]], dim=2)
+    if mask is not None:
+        m = mask.to(dev).expand(s, 1, h, w).bool()
+        acquired = torch.cat([m[:, :, :edge], m[:, :, h - edge :]], dim=2).expand_as(outer)
+    else:
+        acquired = (outer != 0).any(dim=1, keepdim=True).expand_as(outer)
+    support = torch.zeros((s, h, w), dtype=torch.bool, device=dev)
+    scale = math.sqrt(float((win**2).sum()) / (h * w) * c)
+    for i in range(s):
+        samples = outer[i][acquired[i]].abs()
+        if samples.numel() == 0:
+            continue
+        sigma = float(samples.median()) / math.sqrt(math.log(2))
+        support[i] = level[i] > n_sd * sigma * scale
+    return support
+
+
 def espirit_maps(
     kspace: torch.Tensor,
     mask: torch.Tensor | None = None,
@@ -306,6 +348,7 @@ def espirit_maps(
     threshold: float = 0.02,
     crop: float = 0.95,
     calib_size: int | None = 24,
+    keep_signal: float = 3.0,
     coarse: int = 4,
     coarse_iter: int = 30,
     refine_iter: int = 1,
@@ -316,8 +359,17 @@ def espirit_maps(
     kernel_size: calibration kernel width ``k`` (BART ``-k``, SigPy ``kernel_width``).
     threshold: keep singular vectors with ``sigma > threshold * sigma_max`` (SigPy
         ``thresh``).
-    crop: zero the maps where the eigenvalue is ``<= crop`` (BART ``-c``, SigPy ``crop``).
+    crop: zero the maps where the eigenvalue is ``<= crop`` (BART ``-c``, SigPy ``crop``),
+        except where the calibration data show signal (``keep_signal``).
     calib_size: cap on the calibration block side (BART ``-r``, SigPy ``calib_width``).
+    keep_signal: never crop pixels whose Hann-windowed low-resolution calibration image
+        (RSS over coils) exceeds this many noise SDs (noise from the outermost readout
+        samples); 0 = plain eigenvalue crop. The eigenvalue crop's purpose is to drop the
+        background (fewer unknowns, no background noise), but it also zeroed low-signal
+        tissue in anatomy that fills the FOV (fully sampled shoulder/abdomen NRMSE 0.02-0.03
+        instead of < 0.01). Chosen on the brain volumes in data/mri: 3 SDs keep the
+        background cropped there (SNR 30: 65 % vs 63 % of pixels kept, SENSE R=2 NRMSE
+        0.0555 vs 0.0535), where lowering ``crop`` to 0.8 cost far more (0.0647).
     coarse: the eigenvectors are first found on a grid ``coarse`` times smaller per
         side (1 = directly at full resolution); ``coarse_iter`` power iterations there.
     refine_iter: power iterations at full resolution from the interpolated vectors.
@@ -372,7 +424,11 @@ def espirit_maps(
             eig = (v.conj() * mv).sum(1).real
             if exact_tol > 0:
                 v, eig = _exact_fixup(m_f, v, mv, eig, exact_tol, 0.5 * crop)
-        v = _align_phase(v, vc) * (eig > crop).unsqueeze(1)
+        keep = eig > crop
+        if keep_signal > 0:
+            ksp_b = kspace[b0 : b0 + chunk]
+            keep = keep | _signal_support(ksp_b, mask, cal, keep_signal)
+        v = _align_phase(v, vc) * keep.unsqueeze(1)
         maps.append(v)
         eigs.append(eig)
     return EspiritResult(

@@ -22,7 +22,9 @@ def case(sim8):
 
 def test_matches_sigpy_espiritcalib(case):
     ksp, m = case
-    ours = esp.espirit_maps(ksp[1:2], m.mask, m.acs_mask, threshold=0.02, crop=0.95)
+    ours = esp.espirit_maps(
+        ksp[1:2], m.mask, m.acs_mask, threshold=0.02, crop=0.95, keep_signal=0.0
+    )
     for s in range(1):
         ref = mr.app.EspiritCalib(
             ksp[1 + s].numpy(),
@@ -49,7 +51,10 @@ def test_matches_bart_ecalib(case, tmp_path):
     # BART thresholds squared singular values: -t 0.001 == our threshold sqrt(0.001)
     bart(tmp_path, "ecalib", "-m1", "-k6", "-r24", "-c0.95", "-t0.001", "k", "s")
     ref = from_bart(readcfl(tmp_path / "s"), 8)
-    mine = esp.espirit_maps(ksp[:1], m.mask, m.acs_mask, threshold=np.sqrt(0.001)).maps[0]
+    # BART's -c is the plain eigenvalue crop: compare like with like (keep_signal=0)
+    mine = esp.espirit_maps(
+        ksp[:1], m.mask, m.acs_mask, threshold=np.sqrt(0.001), keep_signal=0.0
+    ).maps[0]
     corr = map_correlation(mine.numpy(), ref)
     assert corr.mean() > 0.998
     support = (np.abs(mine.numpy()).sum(0) > 0) != (np.abs(ref).sum(0) > 0)
