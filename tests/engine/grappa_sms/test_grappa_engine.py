@@ -251,8 +251,10 @@ def test_bad_input_raises_clear_errors(brain8):
         grappa_kspace(k, mask * 0.5)
     with pytest.raises(ParameterError, match="lamda"):
         grappa_kspace(k * mask, mask, lamda=-1.0)
-    with pytest.raises(ReconError, match="no acquired lines"):
+    with pytest.raises(ReconError, match="all zero"):
         grappa_kspace(k * 0, torch.zeros(1, 1, 1, w))
+    with pytest.raises(ReconError, match="no acquired lines"):
+        grappa_kspace(k, torch.zeros(1, 1, 1, w))
     twod = caipi_mask(w, w, 2, 2, 1, 4)
     with pytest.raises(ReconError, match="ACS too small"):
         grappa_kspace(k * twod, twod, window=(5, 5))
