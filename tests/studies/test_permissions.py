@@ -23,6 +23,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from guardian.shortcuts import assign_perm
 
 from studies.models import AnalysisRun, Question, ReadingSession, ReadItem, Study
+from studies.planning_service import plan_study
 from studies.services import add_reader, close_study, open_study
 from tests.factories import (
     ArmFactory,
@@ -82,6 +83,12 @@ def api_export() -> dict[str, int]:
     """Reads export of a closed study: its coordinators and the site's statisticians;
     404 for everyone else; 401 with a Basic challenge for anonymous callers (DRF)."""
     return codes(404, anonymous=401, owner=200, statistician=200, superuser=200)
+
+
+def plan_page(ok: int) -> dict[str, int]:
+    """Sample-size planning: the study's coordinator, the site's statisticians and
+    superusers; 404 for everyone else (studies/permissions.plannable_studies)."""
+    return codes(404, owner=ok, statistician=ok, superuser=ok)
 
 
 def analysis_page(ok: int) -> dict[str, int]:
@@ -165,6 +172,9 @@ MATRIX: dict[str, Endpoint] = {
     "studies:analysis-run-download": Endpoint(
         "closed", analysis_page(200), None, {"pk": "run", "name": "reads.csv"}
     ),
+    # --- sample-size planning (studies/views/planning.py) ---
+    "studies:plan": Endpoint("draft", plan_page(200), plan_page(400)),
+    "studies:plan-pdf": Endpoint("draft", plan_page(200), None, {"plan_pk": "plan"}),
 }
 
 
@@ -240,7 +250,10 @@ def world(media_root, make_user):
     folder = media_root / "analysis" / str(closed.pk)
     folder.mkdir(parents=True)
     (folder / "reads.csv").write_text("reader_id,case_id\n")
-    return {"users": users, "studies": studies, "run": run}
+    plan = plan_study(
+        studies["draft"], owner, source="assumptions", effect=0.05, alpha=0.05, power=0.8
+    )
+    return {"users": users, "studies": studies, "run": run, "plan": plan}
 
 
 def _kwargs(name: str, params: set[str], spec: Endpoint, world: dict[str, Any]) -> dict:
@@ -259,6 +272,8 @@ def _kwargs(name: str, params: set[str], spec: Endpoint, world: dict[str, Any]) 
         override = spec.kwargs.get(param)
         if override == "run":
             values[param] = world["run"].pk
+        elif override == "plan":
+            values[param] = world["plan"].pk
         elif override is not None:
             values[param] = override
         elif param == "pk":
