@@ -93,9 +93,13 @@ class FreeTextCleaner:
             if "0" <= part[0] <= "9":
                 before = parts[index - 1] if index else ""
                 after = parts[index + 1] if index + 1 < len(parts) else ""
-                digits = part.split(".")[0]
+                digits, _, fraction = part.partition(".")
                 exempt = after in _UNITS or before == "b"
                 if len(digits) > (5 if exempt else 4):
+                    return False
+                # Decimals in protocol text are short (0.4, 2.5, 1.5 T); a long fraction
+                # is a number in disguise (an MRN, a phone number, 20.240301).
+                if len(fraction) > 2 or len(digits) + len(fraction) > 5:
                     return False
                 if len(digits) == 4 and 1900 <= int(digits) <= 2099 and not exempt:
                     return False

@@ -456,3 +456,14 @@ def test_site_vocabulary_comes_from_the_environment():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "AIR Recon DL|KneeFast"
+
+
+@pytest.mark.parametrize(
+    "text", ["T2 tse 445.2781", "t2 1.2345678901", "t1 20.240301", "t2 ax 555.1234 x 12"]
+)
+def test_numbers_hidden_behind_a_decimal_point_are_dropped(text):
+    """Review finding: only the integer part was counted, so an MRN, a phone number or a
+    date written with a dot passed through."""
+    cleaned = FreeTextCleaner().clean(text)
+    for hidden in ("2781", "2345678901", "240301", "1234"):
+        assert hidden not in cleaned
