@@ -20,7 +20,13 @@ from django.core.files import File
 from django.db import transaction
 
 from mriplatform.protocols.models import ExternalModel
-from recon_engine.dl.external import build_card, check_model, validate_card
+from recon_engine.dl.external import (
+    build_card,
+    check_model,
+    check_name,
+    model_filename,
+    validate_card,
+)
 from recon_engine.dl.weights import sha256_file
 from recon_engine.registry import ParameterError, ReconError, refresh_external_methods
 
@@ -46,18 +52,37 @@ def sync_external_models() -> list[str]:
     for model in ExternalModel.objects.all():
         wanted[model.name] = model
         card_path = directory / f"{model.name}.json"
-        target = directory / model.card["weights"]
-        if card_path.is_file() and target.is_file() and sha256_file(target) == model.sha256:
+        target = directory / model_filename(model.name, model.format)
+        if card_path.is_file() and target.is_file() and _known_hash(target) == model.sha256:
             continue
-        with model.file.open("rb") as src, open(target, "wb") as dst:
+        # Copy to a private name, then rename: a process reading the cache meanwhile sees
+        # the old complete file or the new complete file, never a half-written one.
+        partial = directory / f".{target.name}.{os.getpid()}.partial"
+        with model.file.open("rb") as src, open(partial, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        card_path.write_text(json.dumps(model.card, indent=2, sort_keys=True))
+        os.replace(partial, target)
+        partial_card = directory / f".{card_path.name}.{os.getpid()}.partial"
+        partial_card.write_text(json.dumps(model.card, indent=2, sort_keys=True))
+        os.replace(partial_card, card_path)
     for card_path in directory.glob("*.json"):
-        if card_path.stem not in wanted:  # removed from the database: forget it here too
-            card = json.loads(card_path.read_text())
-            (directory / str(card.get("weights", ""))).unlink(missing_ok=True)
-            card_path.unlink()
+        name = card_path.stem
+        if name not in wanted:  # removed from the database: forget it here too
+            for suffix in (".pt", ".onnx"):
+                (directory / f"{name}{suffix}").unlink(missing_ok=True)
+            card_path.unlink(missing_ok=True)
     return refresh_external_methods()
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _known_hash(path: Path) -> str:
+    """sha256 of a cached file, remembered per (path, size, mtime) so pages don't rehash."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(path)
+    return _HASHES[key]
 
 
 def add_external_model(upload, *, name: str, fmt: str, user=None, **card_fields) -> ExternalModel:
@@ -66,11 +91,14 @@ def add_external_model(upload, *, name: str, fmt: str, user=None, **card_fields)
     ``card_fields``: title, description, training_data, intended_use, coils, matrix.
     Raises :class:`ExternalModelError` with the reason; nothing is stored then.
     """
+    try:
+        check_name(name)  # before the name is used as a file name anywhere
+    except ParameterError as exc:
+        raise ExternalModelError(str(exc)) from None
     if ExternalModel.objects.filter(name=name).exists():
         raise ExternalModelError(f"a model called {name!r} already exists")
-    suffix = ".onnx" if fmt == "onnx" else ".pt"
     with tempfile.TemporaryDirectory(prefix="recontrial-model-") as scratch:
-        path = Path(scratch) / f"{name}{suffix}"
+        path = Path(scratch) / model_filename(name, fmt)
         with open(path, "wb") as dst:
             for chunk in upload.chunks():
                 dst.write(chunk)
@@ -80,7 +108,6 @@ def add_external_model(upload, *, name: str, fmt: str, user=None, **card_fields)
             check_model(name, card, path)
         except (ParameterError, ReconError) as exc:
             raise ExternalModelError(str(exc)) from None
-        card["weights"] = f"{name}{suffix}"
         with transaction.atomic(), open(path, "rb") as fh:
             model = ExternalModel(
                 name=name, format=fmt, sha256=card["sha256"], card=card, uploaded_by=user

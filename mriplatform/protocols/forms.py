@@ -126,9 +126,9 @@ class ExternalModelForm(forms.Form):
         help_text="What it was trained on (anatomy, contrasts, field strength, vendor).",
     )
     intended_use = forms.CharField(max_length=2000, required=False)
-    coils = forms.IntegerField(min_value=1, max_value=128, required=False)
-    matrix_h = forms.IntegerField(label="Matrix H", min_value=8, max_value=1024, required=False)
-    matrix_w = forms.IntegerField(label="Matrix W", min_value=8, max_value=1024, required=False)
+    coils = forms.IntegerField(min_value=1, max_value=64, required=False)
+    matrix_h = forms.IntegerField(label="Matrix H", min_value=8, max_value=640, required=False)
+    matrix_w = forms.IntegerField(label="Matrix W", min_value=8, max_value=640, required=False)
 
     def clean(self):
         data = super().clean()

@@ -50,7 +50,8 @@ def method_fields(request):
     try:
         get_method(method)
     except KeyError:
-        return HttpResponseBadRequest(f"unknown method {method[:80]!r}")
+        # Plain text and no echo of the input: this answer must never carry markup.
+        return HttpResponseBadRequest("unknown method", content_type="text/plain")
     form = ProtocolForm(method=method)
     return render(request, "protocols/_method_params.html", {"form": form})
 

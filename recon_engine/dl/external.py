@@ -57,11 +57,7 @@ REQUIRED_CARD_KEYS = ("format", "io", "weights", "sha256", "title", "description
 
 def validate_card(card: dict, name: str) -> None:
     """Raise :class:`ParameterError` naming what is wrong with an external model card."""
-    if not _NAME.match(name):
-        raise ParameterError(
-            f"model name {name!r} must be lower-case letters, digits and _ (max 48), "
-            "starting with a letter"
-        )
+    check_name(name)
     missing = [key for key in REQUIRED_CARD_KEYS if not card.get(key)]
     if missing:
         raise ParameterError(f"model card for {name!r} lacks {', '.join(missing)}")
@@ -76,6 +72,29 @@ def validate_card(card: dict, name: str) -> None:
         )
     if not re.fullmatch(r"[0-9a-f]{64}", str(card["sha256"])):
         raise ParameterError(f"model card for {name!r}: sha256 must be 64 hex digits")
+    if card["weights"] != model_filename(name, card["format"]):
+        raise ParameterError(
+            f"model card for {name!r}: the model file must be "
+            f"{model_filename(name, card['format'])!r} in the card's own directory"
+        )
+
+
+def model_filename(name: str, fmt: str) -> str:
+    """The only file name a card may point at: ``<name>.onnx`` or ``<name>.pt`` (no paths)."""
+    return f"{name}{'.onnx' if fmt == 'onnx' else '.pt'}"
+
+
+def check_name(name: str) -> None:
+    """Refuse a name that is malformed or would shadow a shipped model or built-in method."""
+    from recon_engine.dl.weights import SHIPPED_DIR
+
+    if not _NAME.match(name):
+        raise ParameterError(
+            f"model name {name!r} must be lower-case letters, digits and _ (max 48), "
+            "starting with a letter"
+        )
+    if (SHIPPED_DIR / f"{name}.json").exists():
+        raise ParameterError(f"{name!r} is the name of a shipped model; choose another")
 
 
 def build_card(
@@ -92,7 +111,7 @@ def build_card(
     card = {
         "format": fmt,
         "io": IO_CONTRACT,
-        "weights": path.name,
+        "weights": model_filename(path.stem, fmt),
         "sha256": sha256_file(path),
         "title": title,
         "description": description,
@@ -125,7 +144,8 @@ def external_cards() -> dict[str, tuple[dict, Path]]:
                 continue
             name = card_path.stem
             if name not in found:
-                found[name] = (card, directory / str(card.get("weights", "")))
+                # Never a path the card names: only <name>.pt / <name>.onnx beside it.
+                found[name] = (card, directory / model_filename(name, card["format"]))
     return found
 
 
@@ -141,12 +161,40 @@ def _verified_file(name: str, card: dict, path: Path) -> Path:
     return path
 
 
+# TorchScript runs no Python, but its graph may call any registered operator, and a few
+# reach outside the tensors: aten::from_file maps a server file into a tensor (verified:
+# its bytes come back in the output). Only tensor-maths namespaces are allowed, minus
+# operators that touch files, and nothing from custom (torch.ops.*) namespaces.
+_ALLOWED_NAMESPACES = {"aten", "prim", "prims"}
+_FORBIDDEN_OPERATORS = {"aten::from_file"}
+
+
+def check_torchscript_graph(module: torch.jit.ScriptModule, label: str) -> None:
+    """Refuse a TorchScript module whose inlined graph uses a disallowed operator."""
+    graphs = [module.inlined_graph] if hasattr(module, "inlined_graph") else []
+    bad = set()
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.nodes():
+            kind = node.kind()
+            namespace = kind.split("::", 1)[0]
+            if namespace not in _ALLOWED_NAMESPACES or kind in _FORBIDDEN_OPERATORS:
+                bad.add(kind)
+            graphs.extend(node.blocks())
+    if bad:
+        raise ReconError(
+            f"{label} uses operators not allowed in a site network: {', '.join(sorted(bad))} "
+            "(only tensor operations; no file access or custom operators)"
+        )
+
+
 class _TorchScriptRunner:
     def __init__(self, path: Path, device: torch.device) -> None:
         try:
             self.module = torch.jit.load(str(path), map_location=device).eval()
         except Exception as exc:  # torch raises several types for unreadable archives
             raise ReconError(f"{path.name} is not a loadable TorchScript model: {exc}") from None
+        check_torchscript_graph(self.module, path.name)
 
     def __call__(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -163,7 +211,9 @@ class _OnnxRunner:
         ):
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+            # From bytes, not the path: tensors stored as "external data" name files that
+            # onnxruntime would otherwise read relative to the model; here it can't.
+            self.session = onnxruntime.InferenceSession(path.read_bytes(), providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception classes
             raise ReconError(f"{path.name} is not a loadable ONNX model: {exc}") from None
         names = [i.name for i in self.session.get_inputs()]

@@ -55,16 +55,18 @@ def _refuse_existing(directory: Path, name: str) -> None:
 
 def register_model(args: argparse.Namespace) -> dict:
     """Copy the model, write its card, prove it runs; remove both again if it doesn't."""
-    from recon_engine.dl.external import build_card, check_model
+    from recon_engine.dl.external import build_card, check_model, check_name, model_filename
     from recon_engine.registry import refresh_external_methods
 
     source = Path(args.file)
     if not source.is_file():
         raise ParameterError(f"model file {source} does not exist")
+    check_name(args.name)  # before any file is written: the name becomes a file name
     directory = _target_directory(args.into)
     _refuse_existing(directory, args.name)
-    suffix = ".onnx" if args.format == "onnx" else ".pt"
-    target = directory / f"{args.name}{suffix}"
+    target = directory / model_filename(args.name, args.format)
+    if target.exists():
+        raise ParameterError(f"{target} already exists")
     shutil.copyfile(source, target)
     card = build_card(
         args.format,
@@ -89,6 +91,7 @@ def register_model(args: argparse.Namespace) -> dict:
 
 def import_fastmri_varnet(args: argparse.Namespace) -> dict:
     """Check a fastMRI VarNet state dict loads strictly, then store it with a card."""
+    from recon_engine.dl.external import check_name
     from recon_engine.dl.varnet import VarNet
 
     source = Path(args.checkpoint)
@@ -108,9 +111,12 @@ def import_fastmri_varnet(args: argparse.Namespace) -> dict:
             f"{source} is not a fastMRI E2E-VarNet state dict with the default architecture: "
             f"{str(exc).splitlines()[0]}"
         ) from None
+    check_name(args.name)
     directory = _target_directory(args.into)
     _refuse_existing(directory, args.name)
     target = directory / f"{args.name}.pt"
+    if target.exists():
+        raise ParameterError(f"{target} already exists")
     torch.save(state, target)
     card = {
         "architecture": FASTMRI_VARNET_ARCHITECTURE,

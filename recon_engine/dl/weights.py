@@ -47,6 +47,8 @@ def find_model(name: str) -> tuple[dict, Path]:
                 card = json.loads(card_path.read_text())
             except json.JSONDecodeError as exc:
                 raise ReconError(f"model card {card_path} is not valid JSON: {exc}") from None
+            if isinstance(card, dict) and card.get("format") in ("torchscript", "onnx"):
+                continue  # a site network (recon_engine.dl.external), never a state dict
             return card, weights_path
     raise ReconError(
         f"no trained weights for model {name!r}: looked for {', '.join(tried)} (with a "

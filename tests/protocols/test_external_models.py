@@ -125,3 +125,19 @@ def test_a_job_reconstructs_with_the_site_network(
     assert job.status == "succeeded", job.error
     assert job.metrics["psnr"] > 15
     assert job.provenance["model_sha256"] == ExternalModel.objects.get().sha256
+
+
+def test_bad_method_names_get_plain_text_without_the_input(client, make_user, model_cache):
+    client.force_login(make_user(Role.SITE_ADMIN))
+    response = client.get("/protocols/method-fields/", {"method": "<img src=x onerror=alert(1)>"})
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/plain")
+    assert b"<img" not in response.content
+
+
+def test_a_network_may_not_take_a_shipped_models_name(client, make_user, model_cache):
+    client.force_login(make_user(Role.SITE_ADMIN))
+    response = client.post("/protocols/models/", form("unet", traced(TinyRecon().eval())))
+    assert response.status_code == 400
+    assert "name of a shipped model" in response.content.decode()
+    assert not ExternalModel.objects.exists()

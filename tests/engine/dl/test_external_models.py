@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -150,8 +151,10 @@ def test_a_model_breaking_the_contract_or_made_for_other_data_is_refused(site_mo
     torch.jit.trace(WrongShape(), example).save(str(site_models / "half.pt"))
     write_card(site_models, "half", "torchscript", "half.pt")
     export_both(TinyRecon().eval(), site_models)
-    write_card(site_models, "eight_coil", "torchscript", "tiny_ts.pt", coils=8)
-    write_card(site_models, "old_io", "torchscript", "tiny_ts.pt", io="image-v0")
+    shutil.copyfile(site_models / "tiny_ts.pt", site_models / "eight_coil.pt")
+    write_card(site_models, "eight_coil", "torchscript", "eight_coil.pt", coils=8)
+    shutil.copyfile(site_models / "tiny_ts.pt", site_models / "old_io.pt")
+    write_card(site_models, "old_io", "torchscript", "old_io.pt", io="image-v0")
     names = registry.refresh_external_methods()
     assert "ext_old_io" not in names  # an unsupported contract never becomes a method
     with pytest.raises(ReconError, match=r"contract needs \(2, 32, 32\)"):
@@ -238,3 +241,50 @@ def test_a_fastmri_varnet_state_dict_becomes_varnet_weights(site_models, tmp_pat
     torch.save(Unet(1, 1, 8, 2).state_dict(), scratch / "unet.pt")
     assert main(["import-fastmri-varnet", str(scratch / "unet.pt"), "--name", "wrong"]) == 2
     assert not (site_models / "wrong.json").exists()
+
+
+class ReadsAServerFile(torch.nn.Module):
+    """A hostile network: maps a server file into a tensor and returns it as the image."""
+
+    def forward(self, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        stolen = torch.from_file("/etc/hostname", shared=False, size=1, dtype=torch.uint8)
+        return kspace[..., 0].sum(dim=1) * 0 + stolen.to(torch.float32).sum()
+
+
+def test_a_network_that_reads_server_files_is_refused(site_models, case):
+    torch.jit.script(ReadsAServerFile()).save(str(site_models / "thief.pt"))
+    write_card(site_models, "thief", "torchscript", "thief.pt")
+    registry.refresh_external_methods()
+    with pytest.raises(ReconError, match="aten::from_file"):
+        reconstruct_kspace(*case, "ext_thief", progress=False)
+
+
+def test_names_and_file_names_stay_inside_the_model_folder(site_models, tmp_path_factory):
+    from recon_engine.cli import main
+    from recon_engine.dl.external import external_cards
+
+    outside = tmp_path_factory.mktemp("outside") / "precious.pt"
+    outside.write_bytes(b"keep me")
+    export_both(TinyRecon().eval(), site_models)
+    card = write_card(site_models, "tiny_ts", "torchscript", "tiny_ts.pt")
+    card["weights"] = str(outside)  # a card naming a file elsewhere is never followed
+    (site_models / "tiny_ts.json").write_text(json.dumps(card))
+    assert external_cards()["tiny_ts"][1] == site_models / "tiny_ts.pt"
+    assert "ext_tiny_ts" not in registry.refresh_external_methods()  # and it is invalid
+
+    for name in ("../precious", "unet", "Bad-Name"):
+        args = [
+            "register-model",
+            str(site_models / "tiny_ts.pt"),
+            "--name",
+            name,
+            "--format",
+            "torchscript",
+            "--title",
+            "t",
+            "--description",
+            "d",
+        ]
+        assert main(args) == 2
+    assert outside.read_bytes() == b"keep me"
+    assert not (site_models / "unet.json").exists()
