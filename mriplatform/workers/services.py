@@ -23,16 +23,11 @@ def refresh_workers(timeout: float = 1.5) -> dict[str, dict]:
             if not isinstance(answer, dict) or "device" not in answer:
                 continue  # an old worker without the command answers with an error
             live[hostname] = answer
-            WorkerStatus.objects.update_or_create(
-                hostname=hostname,
-                defaults={
-                    "queues": answer["queues"],
-                    "device": answer["device"],
-                    "software": answer["software"],
-                    "last_seen": now,
-                    "probed_at": now,
-                },
-            )
+            defaults = {"queues": answer["queues"], "last_seen": now}
+            if answer["device"]:  # empty while the worker is still learning its device
+                defaults.update(device=answer["device"], software=answer["software"])
+                defaults["probed_at"] = now
+            WorkerStatus.objects.update_or_create(hostname=hostname, defaults=defaults)
     return live
 
 

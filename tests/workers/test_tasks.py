@@ -22,9 +22,16 @@ def test_recon_queue_is_served(celery_worker_process):
 
 @pytest.mark.django_db(transaction=True)
 def test_probe_reports_the_worker_device_in_one_broadcast(celery_worker_process):
-    live = refresh_workers(timeout=3)
-    assert celery_worker_process in live
-    status = WorkerStatus.objects.get(hostname=celery_worker_process)
+    import time
+
+    deadline = time.monotonic() + 60  # the worker learns its device in a child process
+    while True:
+        live = refresh_workers(timeout=3)
+        assert celery_worker_process in live
+        status = WorkerStatus.objects.get(hostname=celery_worker_process)
+        if status.probed_at is not None or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert status.probed_at is not None and status.last_seen == status.probed_at
     assert set(status.queues) >= {"recon", "default"}
     assert status.device["device"] == "cpu"  # RECON_DEVICE=cpu in the test environment
