@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -212,6 +213,7 @@ class MethodSpec:
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _LOADED = False
+_REFRESH_LOCK = threading.Lock()
 
 
 def register(spec: MethodSpec) -> MethodSpec:
@@ -240,11 +242,16 @@ def refresh_external_methods() -> list[str]:
     Called when the registry first loads, and again after a model is added or removed so
     a long-running process sees it. Returns the external method names now registered.
     """
-    from recon_engine.dl.external import METHOD_PREFIX, register_external_models
+    global _REGISTRY
+    from recon_engine.dl.external import METHOD_PREFIX, external_specs
 
-    for name in [n for n in _REGISTRY if n.startswith(METHOD_PREFIX)]:
-        del _REGISTRY[name]
-    return register_external_models(register)
+    with _REFRESH_LOCK:
+        specs = external_specs()
+        fresh = {n: s for n, s in _REGISTRY.items() if not n.startswith(METHOD_PREFIX)}
+        fresh.update({spec.name: spec for spec in specs})
+        # One rebinding: a reader in another thread sees the old or the new registry whole.
+        _REGISTRY = fresh
+    return [spec.name for spec in specs]
 
 
 def all_methods() -> list[MethodSpec]:

@@ -16,6 +16,11 @@ VIEWERS = (Role.SITE_ADMIN, Role.COORDINATOR)
 RAW_KINDS = (Series.Kind.FASTMRI, Series.Kind.ISMRMRD)
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only ("²".isdigit() is True, and int("²") raises)."""
+    return text.isascii() and text.isdecimal() and len(text) < 19
+
+
 def _jobs_for(user):
     """Jobs of ``user``'s cases; running jobs whose worker was lost are failed first."""
     lease.reap_lost_jobs()
@@ -40,7 +45,7 @@ def job_list(request):
 @never_cache
 @role_required(*VIEWERS)
 def job_status_json(request):
-    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:500]
+    ids = [int(i) for i in request.GET.get("ids", "").split(",") if _is_number(i)][:500]
     jobs = _jobs_for(request.user).filter(pk__in=ids) if ids else _jobs_for(request.user)[:500]
     return JsonResponse({"jobs": [services.job_state(job) for job in jobs]})
 
@@ -53,7 +58,7 @@ def submit(request):
     case = None
     if "case" in request.GET:
         case_id = request.GET["case"]
-        case = get_object_or_404(cases, pk=int(case_id)) if case_id.isdigit() else None
+        case = get_object_or_404(cases, pk=int(case_id)) if _is_number(case_id) else None
         if case is None:
             return HttpResponseBadRequest("case must be a case number")
         raw = raw.filter(case=case)

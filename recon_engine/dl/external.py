@@ -357,17 +357,17 @@ def external_spec(name: str, card: dict) -> MethodSpec:
     )
 
 
-def register_external_models(register) -> list[str]:
-    """Register every valid external card with ``register``; returns the method names.
+def external_specs() -> list[MethodSpec]:
+    """Registry entries of every valid external card on the search path.
 
-    Invalid cards are skipped here (the registry must load); ``python -m recon_engine
-    methods --check-models`` and the upload page report why a card is invalid.
+    Invalid cards are skipped (the registry must load); ``register-model`` and the upload
+    page say why a card is invalid.
     """
-    names = []
+    specs = []
     for name, (card, _) in external_cards().items():
         try:
             validate_card(card, name)
         except ParameterError:
             continue
-        names.append(register(external_spec(name, card)).name)
-    return names
+        specs.append(external_spec(name, card))
+    return specs

@@ -138,4 +138,6 @@ def test_reconstruct_on_a_dicom_only_case_says_it_has_no_raw_series(client, make
     page = client.get("/jobs/submit/", {"case": other.pk}).content.decode()
     assert "RAW-CASE" in page and "checked" in page
     assert client.get("/jobs/submit/", {"case": "x"}).status_code == 400
+    assert client.get("/jobs/submit/", {"case": "²"}).status_code == 400
+    assert client.get("/jobs/status.json", {"ids": "²,3"}).status_code == 200
     assert client.get("/jobs/submit/", {"case": 999999}).status_code == 404
