@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from recon_engine.autolambda import AUTO_DESCRIPTION, lambda_params, weight_for_batch
 from recon_engine.cs import data_scale, l1_wavelet_sense
 from recon_engine.espirit import SENSITIVITY_PARAMS
 from recon_engine.operators import SenseOperator
 from recon_engine.registry import MethodSpec, Param, ReconInput, ReconOutput, register
 from recon_engine.sense import run_batched
+
+# weights the automatic choice tries (relative to the 99th percentile of |A^H y|)
+LAMBDA_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
 # Default lambda 0.01 (x the 99th percentile of |A^H y|) and 30 iterations: best NRMSE of
 # the sweep in benchmarks/bench_classical.py (8 coils, 256x256 brain, SNR 30, R=4, 1D
@@ -16,21 +20,30 @@ from recon_engine.sense import run_batched
 def run(data: ReconInput, params: dict) -> ReconOutput:
     """FISTA on 1/2||Ax - y||^2 + lambda ||Psi x||_1, batch by batch of slices."""
 
-    def solve(ksp, sens, mask):
+    chosen = []
+
+    def solve_at(ksp, sens, mask, lam):
         scale = data_scale(SenseOperator(sens, mask).adjoint(ksp))
         return l1_wavelet_sense(
             ksp,
             sens,
             mask,
-            params["lambda"] * scale,
+            lam * scale,
             params["iterations"],
             wavelet=params["wavelet"],
             levels=params["levels"],
             cycle_spinning=params["cycle_spinning"],
         )
 
+    def solve(ksp, sens, mask):
+        lam = weight_for_batch(params, solve_at, ksp, sens, mask, LAMBDA_GRID, chosen)
+        return solve_at(ksp, sens, mask, lam)
+
     out = run_batched(data, params, solve, "l1_wavelet")
-    out.info.update({"lambda": params["lambda"], "iterations": params["iterations"]})
+    lam = [c["lambda"] for c in chosen] if chosen else params["lambda"]
+    out.info.update({"lambda": lam, "iterations": params["iterations"]})
+    if chosen:
+        out.info["lambda_choice"] = chosen
     return out
 
 
@@ -44,6 +57,7 @@ SPEC = register(
             "an orthonormal wavelet Psi (Daubechies-4 by default) by FISTA, with random "
             "wavelet shifts per iteration. lambda is relative to the 99th percentile of the "
             "zero-filled SENSE image, so it does not depend on the k-space scaling."
+            + AUTO_DESCRIPTION
         ),
         run=run,
         params=(
@@ -52,10 +66,11 @@ SPEC = register(
                 "lambda",
                 "float",
                 0.01,
-                "L1 weight relative to the image intensity (99th percentile of |A^H y|)",
+                "L1 weight when fixed, relative to the image intensity (99th pct of |A^H y|)",
                 min=0.0,
                 max=1.0,
             ),
+            *lambda_params(LAMBDA_GRID),
             Param("iterations", "int", 30, "FISTA iterations", min=1, max=1000),
             Param(
                 "wavelet",
