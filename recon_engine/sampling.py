@@ -408,18 +408,18 @@ def make_mask(
 
 
 def _check_feasible(result: MaskResult, shape: tuple[int, int]) -> None:
-    """Refuse an acceleration the matrix cannot hold: at least 2 sampled lines (1D) or
-    points (2D) must remain outside the ACS at the nominal ``R`` (``R = 64`` on 128 lines
-    is all ACS, or nothing)."""
+    """Refuse an acceleration the matrix cannot hold: ``R`` below half the lines (1D) or
+    points (2D), and at least 2 sampled ones outside the ACS in the mask made (``R = 64``
+    on 128 lines is all ACS, or nothing)."""
     n = shape[0] * shape[1] if result.is_2d else shape[1]
     unit = "points" if result.is_2d else "lines"
     r = result.acceleration
-    outside = n / r - result.n_acs
+    outside = float(((result.mask > 0) & (result.acs_mask == 0)).sum())
     if r >= n / 2 or outside < 2:
         raise ParameterError(
             f"R={r:g} is not feasible on {n} phase-encode {unit} with {result.n_acs} ACS "
-            f"{unit}: it leaves {max(outside, 0):.1f} sampled {unit} outside the ACS (at least 2 "
-            "are needed); lower R or the ACS size"
+            f"{unit}: it leaves {outside:.0f} sampled {unit} outside the ACS (at least 2 are "
+            "needed, and R below half the lines); lower R or the ACS size"
         )
 
 
