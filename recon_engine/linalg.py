@@ -59,18 +59,27 @@ _JITTERS = (0.0, 1e-10, 1e-7, 1e-4)
 def _cholesky(matrix: torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factor of a batch of HPD matrices ``(..., n, n)``.
 
-    If rounding left some matrix numerically indefinite, a diagonal load of a small
-    fraction of its mean diagonal is added (at most 1e-4 of it); a matrix that is still
-    not positive definite (e.g. all zero: no signal) raises :class:`ReconError`.
+    A matrix that rounding left numerically indefinite gets a diagonal load of a small
+    fraction of its mean diagonal (at most 1e-4 of it); only that matrix, so a slice's
+    result never depends on which slices share its batch. A matrix that is still not
+    positive definite (e.g. all zero: no signal) raises :class:`ReconError`.
     """
     n = matrix.shape[-1]
     eye = torch.eye(n, dtype=matrix.dtype, device=matrix.device)
     scale = torch.diagonal(matrix, dim1=-2, dim2=-1).real.mean(dim=-1).clamp_min(0)
-    for jitter in _JITTERS:
-        loaded = matrix + (jitter * scale)[..., None, None] * eye if jitter else matrix
-        factor, info = torch.linalg.cholesky_ex(loaded)
-        if not bool((info != 0).any()):
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    failed = info != 0
+    for jitter in _JITTERS[1:]:
+        if not bool(failed.any()):
             return factor
+        loaded = matrix[failed] + (jitter * scale[failed])[..., None, None] * eye
+        retry, retry_info = torch.linalg.cholesky_ex(loaded)
+        factor[failed] = retry
+        still = torch.zeros_like(failed)
+        still[failed] = retry_info != 0
+        failed = still
+    if not bool(failed.any()):
+        return factor
     raise ReconError(
         "the normal equations are singular (no signal in the calibration data or the coil "
         "sensitivities): check that the k-space is not all zero"

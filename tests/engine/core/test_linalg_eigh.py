@@ -1,4 +1,4 @@
-"""recon_engine.linalg.eigh: torch's eigh on one LAPACK thread (oneMKL's batched zheevd is
+"""recon_engine.linalg: eigh is torch's eigh on one LAPACK thread (oneMKL's batched zheevd is
 20-60x slower on two threads), same result, and the caller's thread count restored."""
 
 import torch
@@ -21,3 +21,18 @@ def test_same_decomposition_and_thread_count_restored():
     assert torch.allclose(values, expected_values)
     rebuilt = vectors @ torch.diag_embed(values.to(vectors.dtype)) @ vectors.conj().transpose(1, 2)
     assert torch.allclose(rebuilt, gram, atol=1e-9)
+
+
+def test_a_failing_matrix_is_loaded_alone():
+    """Only the numerically indefinite matrix gets the diagonal load: a healthy system's
+    solution does not depend on which systems share its batch (review finding)."""
+    from recon_engine.linalg import solve_hpd
+
+    torch.manual_seed(1)
+    a = torch.randn(8, 5, dtype=torch.float64)
+    healthy = a.T @ a + torch.eye(5, dtype=torch.float64)
+    indefinite = torch.diag(torch.tensor([1.0, 1.0, 1.0, 1.0, -1e-12], dtype=torch.float64))
+    rhs = torch.randn(5, 1, dtype=torch.float64)
+    alone = solve_hpd(healthy[None], rhs[None])
+    together = solve_hpd(torch.stack([healthy, indefinite]), torch.stack([rhs, rhs]))
+    assert torch.equal(together[0], alone[0])
