@@ -50,11 +50,12 @@ def test_runs_are_reproducible_and_fully_sampled_contrast_is_kept(slice64):
 
 
 def test_zero_filled_detectability_does_not_improve_with_acceleration(slice64):
-    """Nested in expectation: R = 8 keeps fewer samples than R = 2 (same seeds)."""
+    """Nested in expectation: R = 6 keeps fewer samples than R = 2 (same seeds); R = 8
+    leaves too few lines outside the ACS on 64 lines for make_mask to accept it."""
     setting = FidelitySetting(n_realisations=24, n_coils=4, snr=15, contrast=-0.3)
     sizes = [2, 4]
     r2 = detectability(slice64, 1.0, "zero_filled", 2, sizes, setting)
-    r8 = detectability(slice64, 1.0, "zero_filled", 8, sizes, setting)
+    r8 = detectability(slice64, 1.0, "zero_filled", 6, sizes, setting)
     for low, high in zip(r2, r8, strict=True):
         assert high["npw_d_prime"] <= low["npw_d_prime"] + 0.1
         assert high["contrast_recovery"] < low["contrast_recovery"]
